@@ -1,0 +1,195 @@
+"""Leak-free features as pure functions plus one fitted, scikit-learn compatible transformer.
+
+`TrackFeaturizer` is the whole preprocessing: it takes raw track rows (the dataset's columns, with
+`track_genre` holding one genre or several joined by '|') and returns the model's feature frame. It is the
+first step of every logged model, so scoring feeds raw rows and never re-implements a feature. It selects its
+inputs by name, so the upstream index column (or any column not listed here) can never reach a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.model_selection import KFold
+from sklearn.preprocessing import TargetEncoder
+from sklearn.utils.validation import check_is_fitted
+
+from components.schema import AUDIO_FEATURES, GENRE_SEPARATOR
+from components.tracks import primary_artist
+
+FEATURE_GROUPS: tuple[str, ...] = (
+    "audio",  # the API's audio features, explicit, log duration
+    "engineered",  # energy_dance_ratio, acoustic_electronic_spectrum, normalised loudness and tempo
+    "genre",  # multi-hot of the track's set of genres
+    "artist_frequency",  # tracks per primary artist in the training data
+    "artist_target",  # out-of-fold smoothed target encoding of the primary artist
+    "album_target",  # the same for the album
+)
+DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre", "artist_frequency", "artist_target")
+_IMPUTED = (*AUDIO_FEATURES, "duration_ms")
+_EPS = 1e-3
+
+
+# --- pure feature functions -------------------------------------------------------------------------------
+def log_duration(duration_ms: pd.Series) -> pd.Series:
+    """log1p of the duration in seconds: durations are right-skewed (a few tracks last over an hour)."""
+    return np.log1p(duration_ms.astype("float64").clip(lower=0) / 1000.0)
+
+
+def energy_dance_ratio(energy: pd.Series, danceability: pd.Series) -> pd.Series:
+    """Energy per unit of danceability: high for intense but hard-to-dance-to tracks (metal, noise)."""
+    return energy.astype("float64") / (danceability.astype("float64") + _EPS)
+
+
+def acoustic_electronic_spectrum(acousticness: pd.Series, energy: pd.Series) -> pd.Series:
+    """From -1 (electronic, energetic) to +1 (acoustic, calm): acousticness minus energy."""
+    return acousticness.astype("float64") - energy.astype("float64")
+
+
+def first_genre(track_genre: pd.Series) -> pd.Series:
+    return track_genre.fillna("").astype(str).str.split(GENRE_SEPARATOR, n=1).str[0]
+
+
+def genre_multi_hot(track_genre: pd.Series, vocabulary: Sequence[str]) -> pd.DataFrame:
+    """One 0/1 column per known genre; unknown genres set no column."""
+    sets = track_genre.fillna("").astype(str).str.split(GENRE_SEPARATOR)
+    exploded = sets.explode()
+    exploded = exploded[exploded.isin(vocabulary)]
+    hot = pd.crosstab(exploded.index, exploded).reindex(
+        index=track_genre.index, columns=list(vocabulary), fill_value=0
+    )
+    hot = hot.fillna(0).astype("int8")
+    hot.columns = [f"genre__{g}" for g in vocabulary]
+    hot.index = track_genre.index
+    return hot
+
+
+def popularity_balanced_weights(y: pd.Series | np.ndarray, bins: int = 10) -> np.ndarray:
+    """Weights inversely proportional to the frequency of each popularity band, with mean 1."""
+    values = np.asarray(y, dtype="float64")
+    edges = np.linspace(0, 100, bins + 1)[1:-1]
+    band = np.digitize(values, edges)
+    counts = np.bincount(band, minlength=bins).astype("float64")
+    weights = 1.0 / counts[band]
+    return weights / weights.mean()
+
+
+# --- the fitted preprocessing -----------------------------------------------------------------------------
+class TrackFeaturizer(TransformerMixin, BaseEstimator):
+    """Raw track rows -> feature frame. Fitted state: genre vocabulary, genre medians for imputation,
+    loudness/tempo scale, artist counts and target encodings (cross-fitted on the training rows)."""
+
+    def __init__(self, groups: Sequence[str] = DEFAULT_GROUPS, seed: int = 42, target_cv: int = 5):
+        self.groups = groups
+        self.seed = seed
+        self.target_cv = target_cv
+
+    def _check_groups(self) -> None:
+        unknown = sorted(set(self.groups) - set(FEATURE_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown feature groups {unknown}; known: {list(FEATURE_GROUPS)}")
+
+    def _fit_state(self, X: pd.DataFrame) -> None:
+        self._check_groups()
+        genre = first_genre(X["track_genre"])
+        numeric = X[list(_IMPUTED)].astype("float64")
+        self.global_medians_ = numeric.median()
+        self.genre_medians_ = numeric.groupby(genre.to_numpy()).median()
+        self.genre_vocabulary_ = sorted(
+            {g for s in X["track_genre"].dropna().astype(str) for g in s.split(GENRE_SEPARATOR) if g}
+        )
+        self.loudness_scale_ = (float(numeric["loudness"].mean()), float(numeric["loudness"].std() or 1.0))
+        self.tempo_scale_ = (float(numeric["tempo"].mean()), float(numeric["tempo"].std() or 1.0))
+        self.artist_counts_ = primary_artist(X["artists"].fillna("")).value_counts()
+
+    def _impute(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Genre-aware imputation: a missing audio value takes the training median of the track's genre."""
+        numeric = X[list(_IMPUTED)].astype("float64")
+        if not numeric.isna().to_numpy().any():
+            return numeric
+        by_genre = self.genre_medians_.reindex(first_genre(X["track_genre"]).to_numpy())
+        by_genre.index = numeric.index
+        return numeric.fillna(by_genre).fillna(self.global_medians_)
+
+    def _base_features(self, X: pd.DataFrame) -> pd.DataFrame:
+        numeric = self._impute(X)
+        parts: list[pd.DataFrame] = []
+        if "audio" in self.groups:
+            audio = numeric[list(AUDIO_FEATURES)].copy()
+            audio["explicit"] = X["explicit"].astype("float64").fillna(0.0).to_numpy()
+            audio["log_duration"] = log_duration(numeric["duration_ms"])
+            parts.append(audio)
+        if "engineered" in self.groups:
+            loud_mean, loud_std = self.loudness_scale_
+            tempo_mean, tempo_std = self.tempo_scale_
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "energy_dance_ratio": energy_dance_ratio(numeric["energy"], numeric["danceability"]),
+                        "acoustic_electronic_spectrum": acoustic_electronic_spectrum(
+                            numeric["acousticness"], numeric["energy"]
+                        ),
+                        "loudness_z": (numeric["loudness"] - loud_mean) / loud_std,
+                        "tempo_z": (numeric["tempo"] - tempo_mean) / tempo_std,
+                    },
+                    index=X.index,
+                )
+            )
+        if "genre" in self.groups:
+            parts.append(genre_multi_hot(X["track_genre"], self.genre_vocabulary_))
+        if "artist_frequency" in self.groups:
+            artists = primary_artist(X["artists"].fillna(""))
+            counts = artists.map(self.artist_counts_).fillna(0).astype("float64")
+            parts.append(pd.DataFrame({"artist_frequency": counts.to_numpy()}, index=X.index))
+        return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
+
+    def _category_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        columns = {}
+        if "artist_target" in self.groups:
+            columns["artist_target"] = primary_artist(X["artists"].fillna("")).fillna("").astype(str)
+        if "album_target" in self.groups:
+            columns["album_target"] = X["album_name"].fillna("").astype(str)
+        return pd.DataFrame(columns, index=X.index)
+
+    def fit(self, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None) -> TrackFeaturizer:
+        self.fit_transform(X, y)
+        return self
+
+    def fit_transform(
+        self, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None, **_: object
+    ) -> pd.DataFrame:
+        X = X.reset_index(drop=True)
+        self._fit_state(X)
+        base = self._base_features(X)
+        categories = self._category_frame(X)
+        self.target_encoder_ = None
+        if not categories.empty:
+            if y is None:
+                raise ValueError("target encoding groups need y to fit")
+            # fit_transform cross-fits: each training row is encoded by folds it is not in (no self-leak).
+            self.target_encoder_ = TargetEncoder(
+                target_type="continuous",
+                smooth="auto",
+                cv=KFold(n_splits=self.target_cv, shuffle=True, random_state=self.seed),
+            )
+            encoded = self.target_encoder_.fit_transform(categories, np.asarray(y, dtype="float64"))
+            base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
+        self.feature_names_out_ = list(base.columns)
+        return base
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "feature_names_out_")
+        X = X.reset_index(drop=True)
+        base = self._base_features(X)
+        categories = self._category_frame(X)
+        if self.target_encoder_ is not None:
+            encoded = self.target_encoder_.transform(categories)
+            base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
+        return base[self.feature_names_out_]
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_out_")
+        return np.asarray(self.feature_names_out_, dtype=object)

@@ -1,0 +1,1 @@
+"""Prefect flows: wiring only; every task calls a stage function from trackflow.stages."""

@@ -1,0 +1,92 @@
+"""Shared fixtures: small data built from the real dataset, and throwaway project roots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_dataset_path() -> Path | None:
+    """The real dataset: TRACKS_CSV, else the shared copy beside the checkout."""
+    candidates = [os.environ.get("TRACKS_CSV"), REPO.parent / "shared" / "data" / "spotify_tracks.csv.gz"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_csv() -> Path:
+    path = real_dataset_path()
+    if path is None:
+        pytest.skip("real dataset not found: set TRACKS_CSV or place ../shared/data/spotify_tracks.csv.gz")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_frame(real_csv: Path) -> pd.DataFrame:
+    """The real file in its upstream layout (first column: the unnamed index), all as read by pandas."""
+    frame = pd.read_csv(real_csv, keep_default_na=False, dtype=str)
+    return frame.rename(columns={"Unnamed: 0": ""})  # pandas renames the empty header; keep it as upstream
+
+
+def sample_rows(frame: pd.DataFrame, n_tracks: int, seed: int) -> pd.DataFrame:
+    """All listing rows of `n_tracks` random tracks, so that multi-genre tracks stay whole."""
+    rng = np.random.default_rng(seed)
+    ids = frame["track_id"].unique()
+    chosen = set(rng.choice(ids, size=min(n_tracks, len(ids)), replace=False))
+    return frame[frame["track_id"].isin(chosen)]
+
+
+@pytest.fixture(scope="session")
+def sample_csv(real_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 15,000 real listing rows in the upstream layout, as a plain CSV."""
+    path = tmp_path_factory.mktemp("data") / "sample.csv"
+    sample_rows(real_frame, 12_000, seed=7).to_csv(path, index=False)
+    return path
+
+
+def fast_params(root: Path, **overrides: object) -> None:
+    """Shrink the model so that end-to-end tests stay quick; the pipeline is otherwise the real one."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["lightgbm"]["n_estimators"] = 150
+    for dotted, value in overrides.items():
+        node = params
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_project(parent: Path) -> Path:
+    """A throwaway project root: params.yaml (fast), configs/; its MLflow sqlite store lands inside."""
+    root = parent / "project"
+    root.mkdir()
+    shutil.copytree(REPO / "configs", root / "configs")
+    fast_params(root)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield make_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API for the flow tests (the real engine, an isolated database)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

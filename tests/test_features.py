@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.features import (
+    FEATURE_GROUPS,
+    TrackFeaturizer,
+    acoustic_electronic_spectrum,
+    energy_dance_ratio,
+    genre_multi_hot,
+    popularity_balanced_weights,
+)
+from components.modeling import MODEL_INPUT_COLUMNS, fit_popularity_model, model_inputs
+from components.params import LightGBMParams
+
+GENRES = ["pop", "rock", "jazz", "metal"]
+
+
+def synthetic_tracks(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    genre = rng.choice(GENRES, size=n)
+    frame = pd.DataFrame(
+        {
+            "track_id": [f"{i:022d}" for i in range(n)],
+            "artists": [f"artist{rng.integers(0, n // 4)};feat" for _ in range(n)],
+            "album_name": [f"album{rng.integers(0, n // 3)}" for _ in range(n)],
+            "track_name": "song",
+            "duration_ms": rng.integers(60_000, 400_000, n),
+            "explicit": rng.random(n) < 0.2,
+            "danceability": rng.random(n),
+            "energy": rng.random(n),
+            "key": rng.integers(-1, 12, n),
+            "loudness": rng.normal(-8, 4, n),
+            "mode": rng.integers(0, 2, n),
+            "speechiness": rng.random(n),
+            "acousticness": rng.random(n),
+            "instrumentalness": rng.random(n),
+            "liveness": rng.random(n),
+            "valence": rng.random(n),
+            "tempo": rng.normal(120, 25, n),
+            "time_signature": 4,
+            "track_genre": genre,
+        }
+    )
+    frame["popularity"] = (
+        30 + 25 * (genre == "pop") + 20 * frame["danceability"] + rng.normal(0, 5, n)
+    ).clip(0, 100)
+    return frame
+
+
+def test_pure_feature_functions() -> None:
+    energy = pd.Series([0.9, 0.1])
+    assert energy_dance_ratio(energy, pd.Series([0.3, 0.9])).round(3).tolist() == [2.990, 0.111]
+    assert acoustic_electronic_spectrum(pd.Series([0.0, 1.0]), energy).tolist() == pytest.approx([-0.9, 0.9])
+    hot = genre_multi_hot(pd.Series(["pop|rock", "jazz", "unknown"]), ["jazz", "pop", "rock"])
+    assert hot.to_numpy().tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0]]
+
+
+def test_balanced_weights_favour_rare_bands() -> None:
+    y = np.array([5] * 90 + [95] * 10)
+    weights = popularity_balanced_weights(y)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[-1] > weights[0] * 8
+
+
+def test_index_column_can_never_reach_a_model() -> None:
+    tracks = synthetic_tracks()
+    # A column that encodes the label perfectly, under the names the upstream index column takes.
+    poisoned = tracks.assign(**{"": tracks["popularity"], "Unnamed: 0": tracks["popularity"]})
+    featurizer = TrackFeaturizer(groups=FEATURE_GROUPS)
+    features = featurizer.fit_transform(poisoned, poisoned["popularity"])
+    assert not {"", "Unnamed: 0", "popularity"} & set(features.columns)
+    # The poisoned columns change nothing: same features with or without them.
+    assert np.allclose(featurizer.transform(poisoned).to_numpy(), featurizer.transform(tracks).to_numpy())
+    model = fit_popularity_model(poisoned, LightGBMParams(n_estimators=20), seed=1)
+    assert list(model_inputs(poisoned).columns) == list(MODEL_INPUT_COLUMNS)
+    assert "" not in model.named_steps["model"].feature_name_
+
+
+def test_target_encoding_carries_no_signal_when_target_is_shuffled() -> None:
+    tracks = synthetic_tracks(4000, seed=1)
+    shuffled = np.random.default_rng(5).permutation(tracks["popularity"].to_numpy())
+    featurizer = TrackFeaturizer(groups=("artist_target", "album_target"), seed=3)
+    encoded = featurizer.fit_transform(tracks, shuffled)
+    # Cross-fitted: a row's own (shuffled) target is never part of its encoding, so no correlation remains.
+    for column in ("artist_target", "album_target"):
+        corr = np.corrcoef(encoded[column], shuffled)[0, 1]
+        assert abs(corr) < 0.06, (column, corr)
+    # The same encoder fitted in-sample (what leaky notebooks do) does correlate: the test can fail.
+    in_sample = tracks.assign(y=shuffled).groupby("album_name")["y"].transform("mean")
+    assert np.corrcoef(in_sample, shuffled)[0, 1] > 0.3
+
+
+def test_features_are_deterministic_for_a_seed() -> None:
+    tracks = synthetic_tracks()
+    a = TrackFeaturizer(seed=11).fit_transform(tracks, tracks["popularity"])
+    b = TrackFeaturizer(seed=11).fit_transform(tracks, tracks["popularity"])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_genre_aware_imputation_uses_the_genre_median() -> None:
+    tracks = synthetic_tracks()
+    featurizer = TrackFeaturizer(groups=("audio",)).fit(tracks, tracks["popularity"])
+    missing = tracks.head(4).copy()
+    missing["energy"] = np.nan
+    imputed = featurizer.transform(missing)["energy"]
+    expected = tracks.groupby("track_genre")["energy"].median().reindex(missing["track_genre"]).to_numpy()
+    assert np.allclose(imputed.to_numpy(), expected)
+    assert missing["energy"].isna().all()  # input not mutated
+
+
+def test_unknown_feature_group_is_named() -> None:
+    tracks = synthetic_tracks(100)
+    with pytest.raises(ValueError, match="sparkle"):
+        TrackFeaturizer(groups=("audio", "sparkle")).fit(tracks, tracks["popularity"])
