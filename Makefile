@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RAW := data/raw/dataset.csv
 
-.PHONY: run test install data lint format ui repro clean help
+.PHONY: run test install data lint format ui repro ablation clean help
 
 help:
 	@echo "make run     create .venv, install, fetch the data, run the Prefect training flow"
@@ -13,6 +13,7 @@ help:
 	@echo "make data    (re)fetch the raw dataset into data/raw/ (TRACKS_CSV=path or download)"
 	@echo "make repro   reproduce the DVC pipeline (dvc repro)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000 against the local store"
+	@echo "make ablation  feature-group ablation table (reports/ablation.md)"
 	@echo "make lint    ruff"
 
 install: $(BIN)/.installed
@@ -44,8 +45,12 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 # dvc runs each stage's `trackflow ...` command, so the venv's bin goes first on PATH.
-repro: install
+repro: install $(RAW)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# Feature-group ablation on the outputs of the last run (reports/ablation.md).
+ablation: install
+	$(BIN)/trackflow ablation
 
 clean:
 	rm -rf data reports mlflow/mlflow.db mlflow/artifacts .pytest_cache .ruff_cache

@@ -386,6 +386,26 @@ def _exception(result: ExpectationValidationResult) -> str | None:
 # ---------------------------------------------------------------------------------------- the gate
 
 
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int, np.integer),
+    "float": (float, int, np.floating, np.integer),
+    "boolean": (bool, np.bool_),
+}
+
+
+def _off_type_values(values: pd.Series, logical: str) -> list:
+    """Up to 5 distinct non-null values of an object column that are not of the logical type."""
+    fits = _PYTHON_TYPES[logical]
+
+    def off(value: Any) -> bool:
+        is_bool = isinstance(value, bool | np.bool_)
+        return not isinstance(value, fits) or (is_bool and logical != "boolean")
+
+    present = values.dropna()
+    return _distinct(present[present.map(off).astype(bool)].tolist())
+
+
 def _describe(rule: RowRule) -> str:
     """What is wrong with a failing value of this rule, as a phrase."""
     kw = rule.kwargs
@@ -514,9 +534,13 @@ def _table_checks(
                 well_typed.add(column)
             else:
                 record.unexpected_count = int(details.get("unexpected_count") or rows_in)
-                record.samples = _distinct(details.get("partial_unexpected_list") or [dtype])
-                # An object column is checked value by value: name the values that are not of the type.
-                offending = f"; e.g. {record.samples}" if details.get("partial_unexpected_list") else ""
+                record.samples = [dtype]
+                offending = ""
+                if work[column].dtype == object:
+                    # Checked value by value; GX counts even fitting Python floats against numpy types, so
+                    # sample the values that really do not fit.
+                    record.samples = _off_type_values(work[column], arguments["type"])
+                    offending = f"; e.g. {record.samples}" if record.samples else ""
                 record.message = (
                     f"{_COLUMN_TYPES}({column}): has dtype {dtype}, expected {arguments['type']} (accepted: "
                     f"{', '.join(arguments['type_list'])}){offending}; its value rules were skipped"

@@ -45,9 +45,11 @@ def test_dvc_repro_then_nothing_to_do(tmp_path: Path, sample_csv: Path) -> None:
         assert _run(cmd, copy, env).returncode == 0
     dvc = [str(Path(bin_dir) / "dvc")]
 
+    fetched = _run([str(Path(bin_dir) / "trackflow"), "fetch-data"], copy, env)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     first = _run([*dvc, "repro"], copy, env)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ("fetch_data", "ingest", "validate", "featurize", "split", "train", "evaluate", "register"):
+    for stage in ("ingest", "validate", "featurize", "split", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
     assert (copy / "metrics" / "popularity.json").is_file()
     assert (copy / "dvc.lock").is_file()

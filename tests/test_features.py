@@ -115,3 +115,12 @@ def test_unknown_feature_group_is_named() -> None:
     tracks = synthetic_tracks(100)
     with pytest.raises(ValueError, match="sparkle"):
         TrackFeaturizer(groups=("audio", "sparkle")).fit(tracks, tracks["popularity"])
+
+
+def test_genre_prediction_is_right_when_in_the_set() -> None:
+    from components.evaluation import set_accuracy_at_k
+
+    truth = [{"pop", "dance"}, {"rock"}, {"jazz"}]
+    ranked = [["dance", "pop"], ["metal", "rock"], ["pop", "blues"]]
+    assert set_accuracy_at_k(truth, ranked, k=1) == pytest.approx(1 / 3)
+    assert set_accuracy_at_k(truth, ranked, k=2) == pytest.approx(2 / 3)

@@ -90,6 +90,12 @@ def register(root: Path = ROOT) -> None:
 
 
 @app.command()
+def ablation(root: Path = ROOT) -> None:
+    """Feature-group ablation under both holdouts (reports/ablation.md); needs featurize and split outputs."""
+    _run(stages.ablation, root)
+
+
+@app.command()
 def run(root: Path = ROOT, fetch: bool = typer.Option(False, help="Fetch the raw data first.")) -> None:
     """Run the whole training flow with Prefect (ephemeral, no server needed)."""
     from flows.training import training

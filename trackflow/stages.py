@@ -121,7 +121,7 @@ def _log_validation(
     paths: ProjectPaths,
     params: Params,
     summary: dict[str, Any],
-    report: Path,
+    report: Path | None,
     parent_run_id: str | None,
     passed: bool,
 ) -> str:
@@ -129,7 +129,8 @@ def _log_validation(
     run_id = registry.start_run(client, experiment_id, "validate", parent_run_id, {"stage": "validate"})
     numeric = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     registry.log_flat(client, run_id, metrics=numeric)
-    client.log_artifact(run_id, str(report), "validation")
+    if report is not None:
+        client.log_artifact(run_id, str(report), "validation")
     client.set_terminated(run_id, "FINISHED" if passed else "FAILED")
     return run_id
 
@@ -142,13 +143,12 @@ def validate(paths: ProjectPaths, params: Params, parent_run_id: str | None = No
     try:
         outcome = validate_tracks(frame, suite, params.validation, columns_in_file=meta["columns_in_file"])
     except DataValidationError as exc:
-        # The rejected batch still gets its report, so the user sees every failed expectation.
-        html = getattr(exc, "report_html", None)
-        if html:
-            write_text(html, report)
-            _log_validation(
-                paths, params, {"rows_in": len(frame), "rejected": 1}, report, parent_run_id, False
-            )
+        # A rejected batch still gets its report and its MLflow run, so the user sees every failed
+        # expectation; no output of this or any later stage is touched.
+        if exc.report_html:
+            write_text(exc.report_html, report)
+        summary = {"rows_in": len(frame), "rejected": 1, **(exc.summary or {})}
+        _log_validation(paths, params, summary, report if exc.report_html else None, parent_run_id, False)
         raise
     write_text(outcome.report_html, report)
     # Always written (possibly empty) so that DVC can track it as an output.
@@ -340,3 +340,44 @@ def register(paths: ProjectPaths, params: Params, parent_run_id: str | None = No
     }
     write_json(summary, paths.registration)
     return summary
+
+
+# --- feature ablation (on demand: `trackflow ablation`) ---
+ABLATION_ORDER = ("audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target")
+
+
+def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
+    """Add feature groups one at a time and report holdout metrics under both protocols."""
+    tracks = pd.read_parquet(paths.features)
+    splits = pd.read_parquet(paths.splits)
+    rows = []
+    for depth in range(1, len(ABLATION_ORDER) + 1):
+        groups = ABLATION_ORDER[:depth]
+        row: dict[str, Any] = {"groups": "+".join(groups)}
+        for protocol in PROTOCOLS:
+            train_rows, test_rows = split_frames(tracks, splits, protocol)
+            model = fit_popularity_model(train_rows, params.train.lightgbm, params.train.seed, groups)
+            metrics = regression_metrics(
+                test_rows[TARGET].to_numpy("float64"), predict_popularity(model, test_rows)
+            )
+            row.update({f"{protocol}_{k}": v for k, v in metrics.items() if k != "n"})
+        log.info("ablation %s: %s", row["groups"], row)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    header = "| feature groups | artist RMSE | artist MAE | artist R² | track RMSE | track MAE | track R² |"
+    lines = [
+        "# Feature ablation: LightGBM popularity baseline",
+        "",
+        f"Groups added one at a time; holdouts grouped by primary artist and by track (seed {params.split.seed}).",
+        "",
+        header,
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['groups']} | {r['artist_rmse']:.3f} | {r['artist_mae']:.3f} | {r['artist_r2']:.3f} "
+            f"| {r['track_rmse']:.3f} | {r['track_mae']:.3f} | {r['track_r2']:.3f} |"
+        )
+    write_text("\n".join(lines) + "\n", paths.reports / "ablation.md")
+    write_json(table.to_dict(orient="records"), paths.reports / "ablation.json")
+    return {"rows": rows}
