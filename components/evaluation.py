@@ -24,10 +24,11 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 
 def set_accuracy_at_k(genre_sets: list[set[str]], ranked_predictions: list[list[str]], k: int = 1) -> float:
-    """Genre is a set of labels per track: a prediction is right when one of its top k is in the track's set."""
+    """Genre is a set of labels per track: a prediction is right when one of its top k is in the set."""
     if len(genre_sets) != len(ranked_predictions):
         raise ValueError(f"{len(genre_sets)} label sets but {len(ranked_predictions)} predictions")
     if not genre_sets:
         raise ValueError("cannot evaluate on an empty holdout")
-    hits = sum(bool(truth & set(ranked[:k])) for truth, ranked in zip(genre_sets, ranked_predictions, strict=True))
+    pairs = zip(genre_sets, ranked_predictions, strict=True)
+    hits = sum(bool(truth & set(ranked[:k])) for truth, ranked in pairs)
     return hits / len(genre_sets)

@@ -1,5 +1,5 @@
-"""Every bad input through the real training flow: the specific error, nothing registered, champion unchanged,
-no later stage output touched. Accepted cases (reordered columns, a few bad rows) run through and quarantine."""
+"""Every bad input through the real training flow: the specific error, nothing registered, the champion
+unchanged, no later stage output touched. Accepted cases (reordered columns, a few bad rows) run through."""
 
 from __future__ import annotations
 

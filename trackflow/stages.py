@@ -368,7 +368,8 @@ def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     lines = [
         "# Feature ablation: LightGBM popularity baseline",
         "",
-        f"Groups added one at a time; holdouts grouped by primary artist and by track (seed {params.split.seed}).",
+        "Groups added one at a time; holdouts grouped by primary artist and by track "
+        f"(seed {params.split.seed}).",
         "",
         header,
         "|---|---|---|---|---|---|---|",
