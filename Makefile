@@ -30,7 +30,7 @@ data: install
 	$(BIN)/trackflow fetch-data
 
 run: install $(RAW)
-	$(BIN)/python -m flows.training
+	$(BIN)/trackflow run
 
 test: install
 	$(BIN)/python -m pytest

@@ -28,7 +28,7 @@ FEATURE_GROUPS: tuple[str, ...] = (
     "artist_target",  # out-of-fold smoothed target encoding of the primary artist
     "album_target",  # the same for the album
 )
-DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre", "artist_frequency", "artist_target")
+DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre")
 _IMPUTED = (*AUDIO_FEATURES, "duration_ms")
 _EPS = 1e-3
 

@@ -54,13 +54,7 @@ FeatureGroup = Literal["audio", "engineered", "genre", "artist_frequency", "arti
 
 class TrainParams(_Section):
     seed: int = 42
-    feature_groups: tuple[FeatureGroup, ...] = (
-        "audio",
-        "engineered",
-        "genre",
-        "artist_frequency",
-        "artist_target",
-    )
+    feature_groups: tuple[FeatureGroup, ...] = ("audio", "engineered", "genre")
     # Weight training rows inversely to the frequency of their popularity band.
     balanced_weights: bool = False
     lightgbm: LightGBMParams = LightGBMParams()

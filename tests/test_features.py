@@ -95,8 +95,8 @@ def test_target_encoding_carries_no_signal_when_target_is_shuffled() -> None:
 
 def test_features_are_deterministic_for_a_seed() -> None:
     tracks = synthetic_tracks()
-    a = TrackFeaturizer(seed=11).fit_transform(tracks, tracks["popularity"])
-    b = TrackFeaturizer(seed=11).fit_transform(tracks, tracks["popularity"])
+    a = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11).fit_transform(tracks, tracks["popularity"])
+    b = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11).fit_transform(tracks, tracks["popularity"])
     pd.testing.assert_frame_equal(a, b)
 
 
