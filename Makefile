@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RAW := data/raw/dataset.csv
+# See components/__init__.py: OpenMP spin-waiting makes concurrent fits many times slower on few cores.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: run test install data lint format ui repro ablation clean help
 

@@ -27,10 +27,13 @@ FEATURE_GROUPS: tuple[str, ...] = (
     "artist_frequency",  # tracks per primary artist in the training data
     "artist_target",  # out-of-fold smoothed target encoding of the primary artist
     "album_target",  # the same for the album
+    "ids",  # integer genre_index and artist_bucket, for models that embed them (the MLP)
 )
 DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre")
 _IMPUTED = (*AUDIO_FEATURES, "duration_ms")
 _EPS = 1e-3
+ARTIST_BUCKETS = 2048
+ID_COLUMNS = ("genre_index", "artist_bucket")
 
 
 # --- pure feature functions -------------------------------------------------------------------------------
@@ -47,6 +50,19 @@ def energy_dance_ratio(energy: pd.Series, danceability: pd.Series) -> pd.Series:
 def acoustic_electronic_spectrum(acousticness: pd.Series, energy: pd.Series) -> pd.Series:
     """From -1 (electronic, energetic) to +1 (acoustic, calm): acousticness minus energy."""
     return acousticness.astype("float64") - energy.astype("float64")
+
+
+def genre_column(X: pd.DataFrame) -> pd.Series:
+    """The genre input; absent for the genre task (where it is the label), which then reads as unknown."""
+    if "track_genre" in X.columns:
+        return X["track_genre"]
+    return pd.Series("", index=X.index, dtype="object")
+
+
+def artist_bucket(artists: pd.Series, buckets: int = ARTIST_BUCKETS) -> pd.Series:
+    """A stable hash bucket of the primary artist (embedding input; collisions are acceptable)."""
+    hashed = pd.util.hash_pandas_object(primary_artist(artists.fillna("")).astype(str), index=False)
+    return pd.Series((hashed.to_numpy() % np.uint64(buckets)).astype("int64"), index=artists.index)
 
 
 def first_genre(track_genre: pd.Series) -> pd.Series:
@@ -82,10 +98,14 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
     """Raw track rows -> feature frame. Fitted state: genre vocabulary, genre medians for imputation,
     loudness/tempo scale, artist counts and target encodings (cross-fitted on the training rows)."""
 
-    def __init__(self, groups: Sequence[str] = DEFAULT_GROUPS, seed: int = 42, target_cv: int = 5):
+    def __init__(
+        self, groups: Sequence[str] = DEFAULT_GROUPS, seed: int = 42, target_cv: int = 5, scale: bool = False
+    ):
         self.groups = groups
         self.seed = seed
         self.target_cv = target_cv
+        # Standardise continuous outputs (for the MLP); 0/1 and id columns are left as they are.
+        self.scale = scale
 
     def _check_groups(self) -> None:
         unknown = sorted(set(self.groups) - set(FEATURE_GROUPS))
@@ -94,12 +114,12 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
 
     def _fit_state(self, X: pd.DataFrame) -> None:
         self._check_groups()
-        genre = first_genre(X["track_genre"])
+        genre = first_genre(genre_column(X))
         numeric = X[list(_IMPUTED)].astype("float64")
         self.global_medians_ = numeric.median()
         self.genre_medians_ = numeric.groupby(genre.to_numpy()).median()
         self.genre_vocabulary_ = sorted(
-            {g for s in X["track_genre"].dropna().astype(str) for g in s.split(GENRE_SEPARATOR) if g}
+            {g for s in genre_column(X).dropna().astype(str) for g in s.split(GENRE_SEPARATOR) if g}
         )
         self.loudness_scale_ = (float(numeric["loudness"].mean()), float(numeric["loudness"].std() or 1.0))
         self.tempo_scale_ = (float(numeric["tempo"].mean()), float(numeric["tempo"].std() or 1.0))
@@ -110,7 +130,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         numeric = X[list(_IMPUTED)].astype("float64")
         if not numeric.isna().to_numpy().any():
             return numeric
-        by_genre = self.genre_medians_.reindex(first_genre(X["track_genre"]).to_numpy())
+        by_genre = self.genre_medians_.reindex(first_genre(genre_column(X)).to_numpy())
         by_genre.index = numeric.index
         return numeric.fillna(by_genre).fillna(self.global_medians_)
 
@@ -139,12 +159,41 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
                 )
             )
         if "genre" in self.groups:
-            parts.append(genre_multi_hot(X["track_genre"], self.genre_vocabulary_))
+            parts.append(genre_multi_hot(genre_column(X), self.genre_vocabulary_))
         if "artist_frequency" in self.groups:
             artists = primary_artist(X["artists"].fillna(""))
             counts = artists.map(self.artist_counts_).fillna(0).astype("float64")
             parts.append(pd.DataFrame({"artist_frequency": counts.to_numpy()}, index=X.index))
+        if "ids" in self.groups:
+            position = {g: k + 1 for k, g in enumerate(self.genre_vocabulary_)}  # 0: unknown genre
+            genre_index = first_genre(genre_column(X)).map(position).fillna(0).astype("int64")
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "genre_index": genre_index.to_numpy(),
+                        "artist_bucket": artist_bucket(X["artists"]).to_numpy(),
+                    },
+                    index=X.index,
+                )
+            )
         return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
+
+    def _fit_scaler(self, features: pd.DataFrame) -> None:
+        continuous = [
+            c
+            for c in features.columns
+            if c not in ID_COLUMNS and not c.startswith("genre__") and features[c].nunique() > 2
+        ]
+        self.scale_columns_ = continuous if self.scale else []
+        self.scale_mean_ = features[self.scale_columns_].mean()
+        self.scale_std_ = features[self.scale_columns_].std().replace(0, 1.0).fillna(1.0)
+
+    def _apply_scaler(self, features: pd.DataFrame) -> pd.DataFrame:
+        if not self.scale_columns_:
+            return features
+        scaled = features.copy()
+        scaled[self.scale_columns_] = (features[self.scale_columns_] - self.scale_mean_) / self.scale_std_
+        return scaled
 
     def _category_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         columns = {}
@@ -178,7 +227,8 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             encoded = self.target_encoder_.fit_transform(categories, np.asarray(y, dtype="float64"))
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
         self.feature_names_out_ = list(base.columns)
-        return base
+        self._fit_scaler(base)
+        return self._apply_scaler(base)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_out_")
@@ -188,7 +238,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         if self.target_encoder_ is not None:
             encoded = self.target_encoder_.transform(categories)
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
-        return base[self.feature_names_out_]
+        return self._apply_scaler(base[self.feature_names_out_])
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")

@@ -38,20 +38,22 @@ MODEL_INPUT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+def model_inputs(frame: pd.DataFrame, columns: Sequence[str] = MODEL_INPUT_COLUMNS) -> pd.DataFrame:
     """The raw input columns in their canonical order (a copy: callers' frames are never mutated)."""
-    missing = [c for c in MODEL_INPUT_COLUMNS if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KeyError(f"model input is missing columns {missing}")
-    inputs = frame[list(MODEL_INPUT_COLUMNS)].copy()
-    # Plain numpy dtypes give a simple, stable signature. Integer columns (key, mode, duration...) travel as
-    # float64 so that a scoring batch with a missing value still matches the logged schema.
+    inputs = frame[list(columns)].copy()
+    # Plain numpy dtypes give a simple, stable signature that matches the dataset's raw columns (integers stay
+    # int64, so rows read straight from the CSV or parquet pass MLflow's schema check).
     for column in inputs.columns:
-        if isinstance(inputs[column].dtype, pd.BooleanDtype) or pd.api.types.is_bool_dtype(
-            inputs[column].dtype
-        ):
+        dtype = inputs[column].dtype
+        if isinstance(dtype, pd.BooleanDtype) or pd.api.types.is_bool_dtype(dtype):
             inputs[column] = inputs[column].astype("float64").fillna(0.0).astype(bool)
-        elif pd.api.types.is_numeric_dtype(inputs[column].dtype):
+        elif pd.api.types.is_integer_dtype(dtype):
+            has_gaps = bool(inputs[column].isna().any())
+            inputs[column] = inputs[column].astype("float64" if has_gaps else "int64")
+        elif pd.api.types.is_numeric_dtype(dtype):
             inputs[column] = inputs[column].astype("float64")
         else:
             inputs[column] = inputs[column].astype(object).where(inputs[column].notna(), None)

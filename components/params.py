@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -49,20 +49,70 @@ class LightGBMParams(_Section):
     n_jobs: int = 2
 
 
-FeatureGroup = Literal["audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target"]
+FeatureGroup = Literal[
+    "audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target", "ids"
+]
+
+
+TaskName = Literal["popularity", "genre", "hit"]
+
+
+class TuningProfile(_Section):
+    n_trials: int = Field(default=2, ge=1)
+    # Wall-clock budget of one (task, family) study; None: only n_trials bounds it.
+    timeout_s: float | None = Field(default=120, gt=0)
+    cv_folds: int = Field(default=3, ge=2)
+    # Tuning CV runs on a seeded sample of at most this many training rows (None: all of them).
+    max_tune_rows: int | None = Field(default=10_000, ge=100)
+    # The final fit of each family uses at most this many training rows (None: all of them).
+    max_train_rows: int | None = Field(default=None, ge=100)
 
 
 class TrainParams(_Section):
     seed: int = 42
+    # auto: CUDA when present (PyTorch, XGBoost, CatBoost), else CPU. Nothing requires a GPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tasks: tuple[TaskName, ...] = ("popularity", "genre", "hit")
+    families: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "random_forest", "mlp")
+    hit_threshold: float = Field(default=60, gt=0, le=100)
     feature_groups: tuple[FeatureGroup, ...] = ("audio", "engineered", "genre")
-    # Weight training rows inversely to the frequency of their popularity band.
+    # Weight popularity training rows inversely to the frequency of their popularity band.
     balanced_weights: bool = False
+    # Try the mean of the two best families; keep it only when it wins on cross-validation.
+    blend: bool = True
+    profile: str = "default"
+    profiles: dict[str, TuningProfile] = Field(default_factory=lambda: {"default": TuningProfile()})
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> TrainParams:
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not one of train.profiles {sorted(self.profiles)}")
+        return self
+
+    @property
+    def tuning(self) -> TuningProfile:
+        if self.profile not in self.profiles:
+            raise ValueError(
+                f"train.profile={self.profile!r} is not one of train.profiles {sorted(self.profiles)}"
+            )
+        return self.profiles[self.profile]
+
+
+class AblationParams(_Section):
     lightgbm: LightGBMParams = LightGBMParams()
 
 
+class EvaluateParams(_Section):
+    # The hit model's operating point: the best recall at at least this precision.
+    hit_min_precision: float = Field(default=0.5, gt=0, lt=1)
+
+
 class RegisterParams(_Section):
-    model_name: str = "popularity"
-    promotion_margin: float = Field(default=0.0, ge=0)
+    # A challenger becomes champion only when it beats the champion's holdout score by more than this
+    # (popularity: RMSE lower; genre: top-1 set accuracy higher; hit: ROC-AUC higher).
+    promotion_margin: dict[TaskName, float] = Field(
+        default_factory=lambda: {"popularity": 0.0, "genre": 0.0, "hit": 0.0}
+    )
 
 
 class MlflowParams(_Section):
@@ -77,6 +127,8 @@ class Params(_Section):
     featurize: FeaturizeParams = FeaturizeParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    ablation: AblationParams = AblationParams()
     register_: RegisterParams = Field(default=RegisterParams(), alias="register")
     mlflow: MlflowParams = MlflowParams()
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import mlflow.sklearn
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import components
-import mlflow
-from mlflow import MlflowClient
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -62,6 +64,33 @@ def log_flat(
         client.log_metric(run_id, key, float(value))
 
 
+# What a logged model needs at load time. Listed, not inferred: MLflow's inference starts a subprocess that
+# re-imports the model (about 5 s a model).
+_RUNTIME_PACKAGES = (
+    "mlflow",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "cloudpickle",
+    "lightgbm",
+    "xgboost",
+    "catboost",
+    "torch",
+)
+
+
+@functools.cache
+def pip_requirements() -> tuple[str, ...]:
+    found = []
+    for name in _RUNTIME_PACKAGES:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return tuple(found)
+
+
 def save_sklearn_model(model: Any, path: Path, input_example: pd.DataFrame) -> None:
     """Save a fitted pipeline as an MLflow model folder (signature, input example, our code inside)."""
     signature = infer_signature(input_example, model.predict(input_example))
@@ -73,6 +102,7 @@ def save_sklearn_model(model: Any, path: Path, input_example: pd.DataFrame) -> N
         code_paths=[str(COMPONENTS_DIR)],
         signature=signature,
         input_example=input_example,
+        pip_requirements=list(pip_requirements()),
     )
 
 
@@ -80,25 +110,28 @@ def save_sklearn_model(model: Any, path: Path, input_example: pd.DataFrame) -> N
 class PromotionDecision:
     promote: bool
     reason: str
-    challenger_rmse: float
-    champion_rmse: float | None
+    challenger_score: float
+    champion_score: float | None
 
 
-def decide_promotion(challenger_rmse: float, champion_rmse: float | None, margin: float) -> PromotionDecision:
-    """The challenger becomes champion only when its RMSE on the same holdout is lower than the champion's by
+def decide_promotion(
+    challenger: float,
+    champion: float | None,
+    margin: float,
+    metric: str = "rmse",
+    lower_is_better: bool = True,
+) -> PromotionDecision:
+    """The challenger becomes champion only when its holdout `metric` beats the champion's on the same rows by
     more than `margin`; a tie keeps the champion, so a deterministic rerun never churns the alias."""
-    if champion_rmse is None:
-        return PromotionDecision(True, "no champion yet", challenger_rmse, None)
-    if champion_rmse - challenger_rmse > margin:
-        reason = (
-            f"challenger RMSE {challenger_rmse:.4f} beats champion {champion_rmse:.4f} by more than {margin}"
+    if champion is None:
+        return PromotionDecision(True, "no champion yet", challenger, None)
+    gain = champion - challenger if lower_is_better else challenger - champion
+    comparison = f"challenger {metric} {challenger:.4f} vs champion {champion:.4f}"
+    if gain > margin:
+        return PromotionDecision(
+            True, f"promoted: {comparison} (better by more than {margin})", challenger, champion
         )
-        return PromotionDecision(True, reason, challenger_rmse, champion_rmse)
-    reason = (
-        f"champion kept: challenger RMSE {challenger_rmse:.4f} vs champion {champion_rmse:.4f} "
-        f"(margin {margin})"
-    )
-    return PromotionDecision(False, reason, challenger_rmse, champion_rmse)
+    return PromotionDecision(False, f"champion kept: {comparison} (margin {margin})", challenger, champion)
 
 
 def champion_version(client: MlflowClient, model_name: str) -> Any | None:
@@ -137,6 +170,7 @@ def log_and_register(
             code_paths=[str(COMPONENTS_DIR)],
             signature=signature,
             input_example=input_example,
+            pip_requirements=list(pip_requirements()),
         )
     try:
         client.get_registered_model(model_name)

@@ -1,4 +1,5 @@
-"""The training DAG: ingest -> validate -> featurize -> split -> train -> evaluate -> register.
+"""The training DAG: ingest -> validate -> featurize -> split -> per task: tune (families in parallel) -> fit
+-> evaluate -> register.
 
 Run with `python -m flows.training` (Prefect's ephemeral mode, no server needed) or `make run`.
 """
@@ -9,9 +10,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from components import registry
-from trackflow import stages
+from components.params import Params
+from trackflow import model_stages, stages
 from trackflow.paths import ProjectPaths
 
 # Stages exchange files, and DVC decides what is up to date; Prefect runs every task it is asked to run,
@@ -49,54 +52,80 @@ def split_task(root: str) -> dict[str, Any]:
     return stages.split(paths, stages.params_for(paths))
 
 
-@task(name="train", **_TASK)
-def train_task(root: str) -> dict[str, Any]:
+@task(name="tune", **_TASK)
+def tune_task(
+    root: str, task_name: str, family: str, parent_run_id: str, profile: str | None
+) -> dict[str, Any]:
     paths = ProjectPaths.at(root)
-    return stages.train(paths, stages.params_for(paths))
+    return model_stages.tune_family(paths, _params(paths, profile), task_name, family, parent_run_id)
+
+
+@task(name="fit", **_TASK)
+def fit_task(root: str, task_name: str, families: list[str], profile: str | None) -> dict[str, Any]:
+    paths = ProjectPaths.at(root)
+    params = _params(paths, profile)
+    # Only the families whose tuning succeeded go on.
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"families": tuple(families)})}
+    )
+    return model_stages.fit_task(paths, params, task_name)
 
 
 @task(name="evaluate", **_TASK)
-def evaluate_task(root: str) -> dict[str, Any]:
+def evaluate_task(root: str, task_name: str, profile: str | None) -> dict[str, Any]:
     paths = ProjectPaths.at(root)
-    return stages.evaluate(paths, stages.params_for(paths))
+    return model_stages.evaluate_task(paths, _params(paths, profile), task_name)
 
 
 @task(name="register", **_TASK)
-def register_task(root: str, parent_run_id: str) -> dict[str, Any]:
+def register_task(root: str, task_name: str, parent_run_id: str, profile: str | None) -> dict[str, Any]:
     paths = ProjectPaths.at(root)
-    return stages.register(paths, stages.params_for(paths), parent_run_id)
+    return model_stages.register_task(paths, _params(paths, profile), task_name, parent_run_id)
+
+
+def _params(paths: ProjectPaths, profile: str | None) -> Params:
+    params = stages.params_for(paths)
+    if profile is None:
+        return params
+    return params.model_copy(update={"train": params.train.model_copy(update={"profile": profile})})
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    main = result["evaluate"]["main_protocol"]
     ingested, validated = result["ingest"], result["validate"]
     lines = [
         "training flow finished",
-        f"  rows in:          {ingested['rows']:,} listing rows (data hash {ingested['content_hash'][:12]})",
-        f"  rows validated:   {validated['rows_valid']:,} (quarantined {validated['rows_quarantined']:,})",
-        f"  tracks used:      {result['featurize']['tracks_out']:,} one row per track_id",
+        f"  rows in:        {ingested['rows']:,} listing rows (data hash {ingested['content_hash'][:12]})",
+        f"  rows validated: {validated['rows_valid']:,} (quarantined {validated['rows_quarantined']:,})",
+        f"  tracks used:    {result['featurize']['tracks_out']:,} one row per track_id",
     ]
-    for protocol in ("artist", "track"):
-        m = result["evaluate"][protocol]
-        label = "main" if protocol == main else "comparison"
+    for task_name, outcome in result["tasks"].items():
+        metrics, registered = outcome["evaluate"], outcome["register"]
+        gate = registered["gate_metric"]
+        main = metrics["main_protocol"]
+        other = next(p for p in ("artist", "track") if p != main)
+        selected = metrics["selected"]
+        main_score, other_score = metrics[main][selected][gate], metrics[other][selected][gate]
+        failed = ", ".join(outcome["failed"]) or "none"
         lines.append(
-            f"  holdout by {protocol:<6} ({label}): RMSE {m['rmse']:.3f}  MAE {m['mae']:.3f}  "
-            f"R2 {m['r2']:.3f}  (n={m['n']:,})"
+            f"  {task_name:<10} {selected:<13} {gate} {main_score:.4f} ({main} holdout)"
+            f" / {other_score:.4f} ({other}); failed families: {failed}"
         )
-    reg = result["register"]
-    lines.append(f"  registered:       {reg['model_name']} v{reg['version']} aliases {reg['aliases']}")
-    lines.append(f"  promotion:        {reg['promotion']}")
+        version, aliases = registered["version"], registered["aliases"]
+        lines.append(f"  {'':<10} registered v{version} {aliases}: {registered['promotion']}")
     return "\n".join(lines)
 
 
-@flow(name="training", log_prints=True)
-def training(root: str = ".", fetch: bool = False) -> dict[str, Any]:
+@flow(name="training", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+def training(root: str = ".", fetch: bool = False, profile: str | None = None) -> dict[str, Any]:
+    """The training DAG; the families of one task are tuned as parallel tasks."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)
+    params = _params(paths, profile)
     client, experiment_id = stages.mlflow_client(paths, params)
-    parent = registry.start_run(client, experiment_id, "training-flow", tags={"runner": "prefect"})
-    result: dict[str, Any] = {"mlflow_parent_run_id": parent}
+    parent = registry.start_run(
+        client, experiment_id, "training-flow", tags={"runner": "prefect", "profile": params.train.profile}
+    )
+    result: dict[str, Any] = {"mlflow_parent_run_id": parent, "tasks": {}}
     try:
         if fetch:
             result["fetch"] = fetch_data_task(root)
@@ -110,9 +139,28 @@ def training(root: str = ".", fetch: bool = False) -> dict[str, Any]:
         )
         result["featurize"] = featurize_task(root)
         result["split"] = split_task(root)
-        result["train"] = train_task(root)
-        result["evaluate"] = evaluate_task(root)
-        result["register"] = register_task(root, parent)
+        for task_name in params.train.tasks:
+            futures = {
+                family: tune_task.submit(root, task_name, family, parent, profile)
+                for family in params.train.families
+            }
+            tuned, failed = [], {}
+            for family, future in futures.items():
+                state = future.wait() or future.state
+                if state.is_completed():
+                    tuned.append(family)
+                else:
+                    failed[family] = str(state.message)
+                    logger.error(
+                        "%s/%s failed, the other families go on: %s", task_name, family, state.message
+                    )
+            if not tuned:
+                raise model_stages.TrainingError(f"every family failed for task {task_name}: {failed}")
+            fit_task(root, task_name, tuned, profile)
+            evaluated = evaluate_task(root, task_name, profile)
+            registered = register_task(root, task_name, parent, profile)
+            result["tasks"][task_name] = {"evaluate": evaluated, "register": registered, "failed": failed}
+            logger.info("%s: registered v%s %s", task_name, registered["version"], registered["aliases"])
     except BaseException:
         client.set_terminated(parent, "FAILED")
         raise

@@ -56,9 +56,18 @@ def sample_csv(real_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
 
 
 def fast_params(root: Path, **overrides: object) -> None:
-    """Shrink the model so that end-to-end tests stay quick; the pipeline is otherwise the real one."""
+    """Shrink the budgets so that end-to-end tests stay quick; the pipeline is otherwise the real one.
+    `overrides` use `__` for nesting: fast_params(root, train__tasks=["popularity"])."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["lightgbm"]["n_estimators"] = 150
+    params["ablation"]["lightgbm"]["n_estimators"] = 100
+    params["train"]["families"] = ["lightgbm", "random_forest"]
+    params["train"]["profiles"]["default"] = {
+        "n_trials": 2,
+        "timeout_s": 60,
+        "cv_folds": 2,
+        "max_tune_rows": 1500,
+        "max_train_rows": None,
+    }
     for dotted, value in overrides.items():
         node = params
         *parents, leaf = dotted.split("__")
@@ -68,12 +77,12 @@ def fast_params(root: Path, **overrides: object) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def make_project(parent: Path) -> Path:
+def make_project(parent: Path, **overrides: object) -> Path:
     """A throwaway project root: params.yaml (fast), configs/; its MLflow sqlite store lands inside."""
     root = parent / "project"
     root.mkdir()
     shutil.copytree(REPO / "configs", root / "configs")
-    fast_params(root)
+    fast_params(root, **overrides)
     return root
 
 

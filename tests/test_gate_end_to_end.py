@@ -43,6 +43,10 @@ def _registry_state(root: Path) -> tuple[int, str]:
     return len(versions), str(client.get_model_version_by_alias("popularity", "champion").version)
 
 
+def test_fixture_has_a_champion(champion_project: Path) -> None:
+    assert _registry_state(champion_project) == (1, "1")
+
+
 @pytest.fixture(scope="module")
 def good_raw(real_csv: Path) -> pd.DataFrame:
     return real_good_frame(read_raw_text(real_csv), n_rows=2000, seed=0)
@@ -52,7 +56,10 @@ def good_raw(real_csv: Path) -> pd.DataFrame:
 def champion_project(
     tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, prefect_harness: None
 ) -> Iterator[Path]:
-    root = make_project(tmp_path_factory.mktemp("gate"))
+    # The gate is the subject here: one task, one quick family is enough for a champion to protect.
+    root = make_project(
+        tmp_path_factory.mktemp("gate"), train__tasks=["popularity"], train__families=["random_forest"]
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.setenv("TRACKS_CSV", str(sample_csv))

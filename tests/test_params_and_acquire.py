@@ -16,15 +16,25 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_params_load() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.split.protocol == "artist"
-    assert params.registry.model_name == "popularity"
+    assert set(params.train.tasks) == {"popularity", "genre", "hit"}
+    assert params.train.tuning == params.train.profiles["default"]
+    assert set(params.registry.promotion_margin) == {"popularity", "genre", "hit"}
     assert params.validation.row_failure_tolerance > 0
 
 
 def test_unknown_key_is_rejected_and_named(tmp_path: Path) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["train"]["lightgbm"]["num_leafs"] = 31  # a typo must not be silently ignored
+    raw["ablation"]["lightgbm"]["num_leafs"] = 31  # a typo must not be silently ignored
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ParamsError, match=r"train\.lightgbm\.num_leafs"):
+    with pytest.raises(ParamsError, match=r"ablation\.lightgbm\.num_leafs"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_unknown_profile_is_named(tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["profile"] = "huge"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="huge"):
         load_params(tmp_path / "params.yaml")
 
 

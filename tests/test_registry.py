@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-import mlflow
 from components import registry
 from components.modeling import fit_popularity_model, model_inputs
 from components.params import LightGBMParams
-from mlflow import MlflowClient
 from tests.test_features import synthetic_tracks
 
 
@@ -19,6 +19,10 @@ def test_promotion_gate_both_ways() -> None:
     kept = registry.decide_promotion(9.8, 10.0, 0.5)
     assert not kept.promote and "champion kept" in kept.reason
     assert not registry.decide_promotion(10.0, 10.0, 0.0).promote  # a tie keeps the champion
+    # Higher-is-better metrics (ROC-AUC, accuracy) turn the comparison around.
+    assert registry.decide_promotion(0.80, 0.75, 0.01, "roc_auc", lower_is_better=False).promote
+    worse = registry.decide_promotion(0.70, 0.75, 0.0, "roc_auc", lower_is_better=False)
+    assert not worse.promote and "roc_auc" in worse.reason
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""End to end: the Prefect training flow on a sample of the real data into a temporary MLflow store."""
+"""End to end: the Prefect training flow on a sample of the real data into a temporary MLflow store, with
+every task, two model families and a tiny tuning budget."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from components.io import read_json
 from flows.training import training
-from mlflow import MlflowClient
 from tests.conftest import make_project
-from trackflow import stages
+from trackflow import model_stages, stages
+from trackflow.cli import app
 from trackflow.paths import ProjectPaths
+
+TASK_NAMES = ("popularity", "genre", "hit")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,10 @@ def trained_project(
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.setenv("TRACKS_CSV", str(sample_csv))
-        training(root=str(root), fetch=True)
+        result = training(root=str(root), fetch=True)
+        (root / "result.yaml").write_text(
+            yaml.safe_dump({"selected": {t: result["tasks"][t]["evaluate"]["selected"] for t in TASK_NAMES}})
+        )
         yield root
 
 
@@ -37,48 +46,100 @@ def _client(root: Path) -> MlflowClient:
     return client
 
 
-def test_flow_registers_a_champion_with_positive_r2(trained_project: Path) -> None:
-    paths = ProjectPaths.at(trained_project)
-    metrics = read_json(paths.metrics)
-    assert metrics["main_protocol"] == "artist"
-    assert metrics["artist"]["r2"] > 0
-    assert metrics["track"]["r2"] > 0
+def test_every_task_registers_a_champion(trained_project: Path) -> None:
     client = _client(trained_project)
-    champion = client.get_model_version_by_alias("popularity", "champion")
-    challenger = client.get_model_version_by_alias("popularity", "challenger")
-    assert str(champion.version) == str(challenger.version) == "1"
-    assert champion.tags["protocol"] == "artist"
-    assert len(champion.tags["data_hash"]) == 64
-    assert champion.tags["git_commit"]
-    registration = read_json(paths.registration)
-    assert set(registration["aliases"]) == {"champion", "challenger"}
-
-    # A raw row in, a prediction out: the preprocessing travels inside the logged model.
-    model = mlflow.pyfunc.load_model("models:/popularity@champion")
-    raw = pd.read_parquet(paths.validated_tracks).head(20).drop(columns=["popularity"])
-    predictions = np.asarray(model.predict(raw))
-    assert predictions.shape == (20,) and np.isfinite(predictions).all()
-
-    # Same raw rows, same features at scoring time as at training time.
-    local = mlflow.sklearn.load_model(str(paths.model_dir / "artist"))
-    assert np.allclose(predictions, local.predict(raw.drop(columns=["source_row"], errors="ignore")))
+    for task in TASK_NAMES:
+        champion = client.get_model_version_by_alias(task, "champion")
+        challenger = client.get_model_version_by_alias(task, "challenger")
+        assert str(champion.version) == str(challenger.version) == "1"
+        assert champion.tags["protocol"] == "artist"
+        assert len(champion.tags["data_hash"]) == 64 and champion.tags["git_commit"]
+        assert champion.tags["family"] in ("lightgbm", "random_forest", "blend")
 
 
-def test_rerun_keeps_champion_when_the_challenger_does_not_win(trained_project: Path) -> None:
-    # Same data, params and code give the same model: a tie must not move the champion.
-    summary = stages.register(
-        ProjectPaths.at(trained_project), stages.params_for(ProjectPaths.at(trained_project))
+def test_holdout_metrics_are_honest_and_better_than_chance(trained_project: Path) -> None:
+    root = trained_project
+    popularity = read_json(root / "metrics" / "popularity.json")
+    genre = read_json(root / "metrics" / "genre.json")
+    hit = read_json(root / "metrics" / "hit.json")
+    for protocol in ("artist", "track"):
+        assert set(popularity[protocol]) >= {"lightgbm", "random_forest"}
+        assert popularity[protocol][popularity["selected"]]["r2"] > 0
+        assert hit[protocol][hit["selected"]]["roc_auc"] > 0.6
+        # 114 classes: chance is under 2%; a set-aware top-3 well above it.
+        assert genre[protocol][genre["selected"]]["top3_set_accuracy"] > 0.1
+    comparison = (root / "reports" / "popularity" / "comparison.md").read_text()
+    assert "lightgbm" in comparison and "random_forest" in comparison and "(selected)" in comparison
+    assert (root / "reports" / "hit" / "roc_pr.png").is_file()
+    assert (root / "reports" / "popularity" / "predicted_vs_actual.png").is_file()
+
+
+def test_tuning_trials_are_nested_runs(trained_project: Path) -> None:
+    client = _client(trained_project)
+    experiment = client.get_experiment_by_name("trackflow")
+    study = client.search_runs(
+        [experiment.experiment_id],
+        "tags.stage = 'tune' and tags.task = 'popularity' and tags.family = 'lightgbm'",
+    )[0]
+    trials = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{study.info.run_id}'"
     )
+    assert len(trials) == 2
+    assert "best_cv_score" in study.data.metrics
+
+
+def test_raw_rows_in_answers_out(trained_project: Path) -> None:
+    raw = pd.read_parquet(ProjectPaths.at(trained_project).validated_tracks).head(20)
+    popularity = np.asarray(
+        mlflow.pyfunc.load_model("models:/popularity@champion").predict(raw.drop(columns=["popularity"]))
+    )
+    assert popularity.shape == (20,) and ((popularity >= 0) & (popularity <= 100)).all()
+    hit = np.asarray(
+        mlflow.pyfunc.load_model("models:/hit@champion").predict(raw.drop(columns=["popularity"]))
+    )
+    assert ((hit >= 0) & (hit <= 1)).all()
+    genre_inputs = raw.drop(columns=["popularity", "track_genre"])  # the genre model never sees the genre
+    genres = mlflow.pyfunc.load_model("models:/genre@champion").predict(genre_inputs)
+    known = set((trained_project / "configs" / "genres.txt").read_text().split())
+    assert set(np.asarray(genres)) <= known
+
+
+def test_rerun_keeps_champion_and_promotion_by_cli(trained_project: Path) -> None:
+    paths = ProjectPaths.at(trained_project)
+    params = stages.params_for(paths)
+    # Same data, params and code give the same model: a tie must not move the champion.
+    summary = model_stages.register_task(paths, params, "popularity")
     assert summary["version"] == "2" and summary["aliases"] == ["challenger"]
+    assert "champion kept" in summary["promotion"]
     client = _client(trained_project)
     assert str(client.get_model_version_by_alias("popularity", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("popularity", "challenger").version) == "2"
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "promote",
+            "popularity",
+            "2",
+            "--reason",
+            "manual check",
+            "--who",
+            "ana",
+            "--root",
+            str(trained_project),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    champion = client.get_model_version_by_alias("popularity", "champion")
+    assert str(champion.version) == "2" and champion.tags["promoted_by"] == "ana"
 
 
 def test_same_data_and_params_give_the_same_model(trained_project: Path) -> None:
     paths = ProjectPaths.at(trained_project)
     params = stages.params_for(paths)
-    before = read_json(paths.metrics)
-    stages.train(paths, params)
-    after = stages.evaluate(paths, params)
-    assert after["artist"] == before["artist"] and after["track"] == before["track"]
+    before = read_json(paths.root / "metrics" / "popularity.json")
+    model_stages.fit_task(paths, params, "popularity")  # the studies resume: no new trials, same best params
+    after = model_stages.evaluate_task(paths, params, "popularity")
+    for protocol in ("artist", "track"):
+        assert after[protocol].keys() == before[protocol].keys()
+        for family, values in before[protocol].items():
+            assert after[protocol][family] == pytest.approx(values, rel=1e-9)

@@ -15,8 +15,9 @@ import typer
 from components.acquire import DataAcquisitionError
 from components.ingest import IngestError
 from components.params import ParamsError
+from components.tasks import TASKS
 from components.validation import DataValidationError
-from trackflow import stages
+from trackflow import model_stages, stages
 from trackflow.paths import ProjectPaths
 
 app = typer.Typer(
@@ -24,7 +25,14 @@ app = typer.Typer(
 )
 ROOT = typer.Option(Path("."), "--root", help="Project root (holds params.yaml and data/).")
 # Errors a user can fix: printed as one clear message, exit code 1, no traceback.
-USER_ERRORS = (DataAcquisitionError, IngestError, DataValidationError, ParamsError, FileNotFoundError)
+USER_ERRORS = (
+    DataAcquisitionError,
+    IngestError,
+    DataValidationError,
+    ParamsError,
+    FileNotFoundError,
+    model_stages.TrainingError,
+)
 
 
 def _run(stage: Callable[..., dict[str, Any]], root: Path, **kwargs: Any) -> None:
@@ -71,22 +79,42 @@ def split(root: Path = ROOT) -> None:
     _run(stages.split, root)
 
 
-@app.command()
-def train(root: Path = ROOT) -> None:
-    """Fit preprocessing + LightGBM on the training side of each protocol (data/models/)."""
-    _run(stages.train, root)
+def _known_task(value: str) -> str:
+    if value not in TASKS:
+        raise typer.BadParameter(f"{value!r} is not a task; choose one of {', '.join(TASKS)}")
+    return value
+
+
+TASK = typer.Option(..., "--task", "-t", help="popularity, genre or hit.", callback=_known_task)
 
 
 @app.command()
-def evaluate(root: Path = ROOT) -> None:
-    """Holdout metrics under both protocols (metrics/popularity.json) and plots (reports/evaluation/)."""
-    _run(stages.evaluate, root)
+def tune(
+    task: str = TASK, family: str = typer.Option(None, "--family", help="One family only."), root: Path = ROOT
+) -> None:
+    """Optuna studies for every family of TASK (CV on training folds; resumes from optuna/)."""
+    if family:
+        _run(model_stages.tune_family, root, task=task, family_name=family)
+    else:
+        _run(model_stages.tune_task, root, task=task)
 
 
 @app.command()
-def register(root: Path = ROOT) -> None:
-    """Log and register the model in MLflow; challenger alias, champion when it wins."""
-    _run(stages.register, root)
+def train(task: str = TASK, root: Path = ROOT) -> None:
+    """Fit every tuned family of TASK on both protocols' training rows; pick the CV winner (or the blend)."""
+    _run(model_stages.fit_task, root, task=task)
+
+
+@app.command()
+def evaluate(task: str = TASK, root: Path = ROOT) -> None:
+    """Holdout metrics of every family of TASK under both protocols; plots and comparison in reports/TASK/."""
+    _run(model_stages.evaluate_task, root, task=task)
+
+
+@app.command()
+def register(task: str = TASK, root: Path = ROOT) -> None:
+    """Register TASK's selected model in MLflow: challenger always, champion when it wins on the holdout."""
+    _run(model_stages.register_task, root, task=task)
 
 
 @app.command()
@@ -96,12 +124,16 @@ def ablation(root: Path = ROOT) -> None:
 
 
 @app.command()
-def run(root: Path = ROOT, fetch: bool = typer.Option(False, help="Fetch the raw data first.")) -> None:
+def run(
+    root: Path = ROOT,
+    fetch: bool = typer.Option(False, help="Fetch the raw data first."),
+    profile: str = typer.Option(None, "--profile", help="Tuning profile from params.yaml (default, full)."),
+) -> None:
     """Run the whole training flow with Prefect (ephemeral, no server needed)."""
     from flows.training import training
 
     try:
-        training(root=str(root), fetch=fetch)
+        training(root=str(root), fetch=fetch, profile=profile)
     except USER_ERRORS as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from exc

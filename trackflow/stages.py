@@ -9,29 +9,26 @@ import json
 import logging
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: plots are files, never windows
-import matplotlib.pyplot as plt
 import mlflow.sklearn
-import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 
 from components import acquire, registry
 from components.evaluation import regression_metrics
 from components.ingest import ingest_csv
-from components.io import atomic_dir, atomic_path, read_json, write_json, write_parquet, write_text
-from components.modeling import fit_popularity_model, model_inputs, predict_popularity
+from components.io import read_json, write_json, write_parquet, write_text
+from components.modeling import fit_popularity_model, predict_popularity
 from components.params import Params, load_params
 from components.schema import TARGET
 from components.split import make_splits, split_frames
 from components.tracks import collapse_to_tracks
 from components.validation import DataValidationError, load_suite, validate_tracks
-from mlflow import MlflowClient
 from trackflow.paths import ProjectPaths
 
 log = logging.getLogger("trackflow")
@@ -181,167 +178,6 @@ def split(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     return {protocol: splits[f"split_{protocol}"].value_counts().to_dict() for protocol in PROTOCOLS}
 
 
-# --- 5. train ---
-def _protocols(params: Params) -> list[str]:
-    # The main protocol first: its model is the one registered; the other is reported beside it.
-    return [params.split.protocol, *[p for p in PROTOCOLS if p != params.split.protocol]]
-
-
-def train(paths: ProjectPaths, params: Params) -> dict[str, Any]:
-    tracks = pd.read_parquet(paths.features)
-    splits = pd.read_parquet(paths.splits)
-    summary: dict[str, Any] = {}
-    with atomic_dir(paths.model_dir) as staging:
-        for protocol in _protocols(params):
-            train_rows, _ = split_frames(tracks, splits, protocol)
-            started = time.perf_counter()
-            model = fit_popularity_model(
-                train_rows,
-                params.train.lightgbm,
-                params.train.seed,
-                params.train.feature_groups,
-                params.train.balanced_weights,
-            )
-            registry.save_sklearn_model(model, staging / protocol, model_inputs(train_rows.head(5)))
-            summary[protocol] = {
-                "train_rows": len(train_rows),
-                "fit_seconds": round(time.perf_counter() - started, 2),
-            }
-    return summary
-
-
-# --- 6. evaluate ---
-def _plots(y_true: np.ndarray, y_pred: np.ndarray, model: Any, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    axes[0].hexbin(y_true, y_pred, gridsize=40, mincnt=1, cmap="viridis")
-    axes[0].plot([0, 100], [0, 100], "r--", lw=1)
-    axes[0].set(xlabel="actual popularity", ylabel="predicted", title="Predicted vs actual (holdout)")
-    axes[1].hist(y_pred - y_true, bins=60, color="steelblue")
-    axes[1].set(xlabel="prediction - actual", ylabel="tracks", title="Residuals (holdout)")
-    fig.tight_layout()
-    for name, figure in (("predicted_vs_actual.png", fig),):
-        with atomic_path(folder / name, ".png") as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
-        written.append(folder / name)
-    plt.close(fig)
-    regressor = model.named_steps["model"]
-    names = model.named_steps["features"].get_feature_names_out()
-    importance = pd.Series(regressor.booster_.feature_importance("gain"), index=names).nlargest(25)[::-1]
-    fig, ax = plt.subplots(figsize=(7, 7))
-    importance.plot.barh(ax=ax, color="darkorange")
-    ax.set(title="Feature importance (gain), top 25", xlabel="gain")
-    fig.tight_layout()
-    with atomic_path(folder / "feature_importance.png", ".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    written.append(folder / "feature_importance.png")
-    return written
-
-
-def evaluate(paths: ProjectPaths, params: Params) -> dict[str, Any]:
-    tracks = pd.read_parquet(paths.features)
-    splits = pd.read_parquet(paths.splits)
-    metrics: dict[str, Any] = {"main_protocol": params.split.protocol}
-    predictions = []
-    for protocol in _protocols(params):
-        _, test_rows = split_frames(tracks, splits, protocol)
-        model = mlflow.sklearn.load_model(str(paths.model_dir / protocol))
-        y_pred = predict_popularity(model, test_rows)
-        y_true = test_rows[TARGET].to_numpy(dtype="float64")
-        metrics[protocol] = regression_metrics(y_true, y_pred)
-        predictions.append(
-            pd.DataFrame(
-                {
-                    "track_id": test_rows["track_id"],
-                    "protocol": protocol,
-                    "actual": y_true,
-                    "predicted": y_pred,
-                }
-            )
-        )
-        if protocol == params.split.protocol:
-            _plots(y_true, y_pred, model, paths.reports / "evaluation")
-    write_parquet(pd.concat(predictions, ignore_index=True), paths.predictions)
-    write_json(metrics, paths.metrics)
-    return metrics
-
-
-# --- 7. register ---
-def register(paths: ProjectPaths, params: Params, parent_run_id: str | None = None) -> dict[str, Any]:
-    protocol = params.split.protocol
-    metrics = read_json(paths.metrics)
-    main_metrics = metrics[protocol]
-    model = mlflow.sklearn.load_model(str(paths.model_dir / protocol))
-    tracks = pd.read_parquet(paths.features)
-    splits = pd.read_parquet(paths.splits)
-    _, test_rows = split_frames(tracks, splits, protocol)
-    name = params.registry.model_name
-
-    client, experiment_id = mlflow_client(paths, params)
-    data_hash = read_json(paths.ingest_meta)["content_hash"]
-    tags = {
-        "data_hash": data_hash,
-        "params_hash": params_hash(params),
-        "git_commit": git_commit(paths.root),
-        "protocol": protocol,
-        **{f"holdout_{k}": f"{v:.4f}" for k, v in main_metrics.items() if k != "n"},
-    }
-    run_id = registry.start_run(
-        client, experiment_id, f"train-{name}", parent_run_id, {"stage": "register", **tags}
-    )
-    registry.log_flat(
-        client,
-        run_id,
-        params={
-            "model": "lightgbm",
-            **params.train.lightgbm.model_dump(),
-            "seed": params.train.seed,
-            "feature_groups": ",".join(params.train.feature_groups),
-            "split_protocol": protocol,
-            "test_size": params.split.test_size,
-            "split_seed": params.split.seed,
-        },
-        metrics={f"holdout_{p}_{k}": v for p in PROTOCOLS for k, v in metrics[p].items()},
-    )
-    for artifact in (paths.metrics, paths.featurize_meta, paths.validation_summary):
-        if artifact.is_file():
-            client.log_artifact(run_id, str(artifact), "pipeline")
-    evaluation_reports = paths.reports / "evaluation"
-    if evaluation_reports.is_dir():
-        client.log_artifacts(run_id, str(evaluation_reports), "evaluation")
-
-    # The champion is judged on today's holdout, not on the score it had when it was registered.
-    champion = registry.champion_version(client, name)
-    champion_rmse = None
-    if champion is not None:
-        champion_model = mlflow.sklearn.load_model(f"models:/{name}@{registry.CHAMPION}")
-        champion_pred = predict_popularity(champion_model, test_rows)
-        champion_rmse = regression_metrics(test_rows[TARGET].to_numpy("float64"), champion_pred)["rmse"]
-        registry.log_flat(client, run_id, metrics={"champion_holdout_rmse": champion_rmse})
-    decision = registry.decide_promotion(
-        main_metrics["rmse"], champion_rmse, params.registry.promotion_margin
-    )
-
-    input_example = model_inputs(test_rows.head(5))
-    version, model_uri = registry.log_and_register(client, run_id, model, input_example, name, tags)
-    aliases = registry.apply_aliases(client, name, version, decision)
-    client.set_tag(run_id, "promotion_decision", decision.reason)
-    client.set_terminated(run_id, "FINISHED")
-    summary = {
-        "model_name": name,
-        "version": version,
-        "model_uri": model_uri,
-        "run_id": run_id,
-        "aliases": aliases,
-        "promotion": decision.reason,
-        "champion_version": version if decision.promote else (str(champion.version) if champion else None),
-    }
-    write_json(summary, paths.registration)
-    return summary
-
-
 # --- feature ablation (on demand: `trackflow ablation`) ---
 ABLATION_ORDER = ("audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target")
 
@@ -356,7 +192,7 @@ def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
         row: dict[str, Any] = {"groups": "+".join(groups)}
         for protocol in PROTOCOLS:
             train_rows, test_rows = split_frames(tracks, splits, protocol)
-            model = fit_popularity_model(train_rows, params.train.lightgbm, params.train.seed, groups)
+            model = fit_popularity_model(train_rows, params.ablation.lightgbm, params.train.seed, groups)
             metrics = regression_metrics(
                 test_rows[TARGET].to_numpy("float64"), predict_popularity(model, test_rows)
             )

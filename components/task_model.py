@@ -1,0 +1,60 @@
+"""What gets logged and registered per task: one object that takes raw rows and answers in task terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from components.tasks import TASK_SPECS, TaskName
+
+
+class BlendModel(BaseEstimator):
+    """The mean of several fitted pipelines' outputs (probabilities for classifiers)."""
+
+    def __init__(self, members: Sequence[Any], kind: str):
+        self.members = members
+        self.kind = kind
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.mean([m.predict(X) for m in self.members], axis=0)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.mean([m.predict_proba(X) for m in self.members], axis=0)
+
+
+class TaskModel(BaseEstimator):
+    """A fitted pipeline (or blend) for one task, answering on raw rows:
+
+    popularity -> predicted popularity in [0, 100]; hit -> probability of a hit; genre -> the top-1 genre
+    name (`predict_proba` gives every genre's probability in `classes` order).
+    """
+
+    def __init__(
+        self, task: TaskName, estimator: Any, classes: Sequence[str] | None = None, family: str = ""
+    ):
+        self.task = task
+        self.estimator = estimator
+        self.classes = classes
+        self.family = family
+
+    def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        from components.modeling import model_inputs
+
+        return model_inputs(X, TASK_SPECS[self.task].input_columns)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.task == "popularity":
+            raise AttributeError("the popularity model is a regressor")
+        return np.asarray(self.estimator.predict_proba(self._inputs(X)))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        if self.task == "popularity":
+            return np.clip(np.asarray(self.estimator.predict(self._inputs(X)), dtype="float64"), 0.0, 100.0)
+        proba = self.predict_proba(X)
+        if self.task == "hit":
+            return proba[:, 1]
+        return np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]

@@ -1,0 +1,266 @@
+"""Optuna tuning of one (task, model family) by grouped cross-validation on the training rows only.
+
+The objective of a trial is the mean validation score over GroupKFold folds (a group, e.g. a primary
+artist, never spans two folds, so the score is the one of unseen artists like the holdout's). Per fold the
+featurizer is fitted on the fold's training part only. Scores, all minimised:
+
+- regression: RMSE;
+- binary: log loss (a proper score, it rates the probabilities and not only their ranking, and every
+  library can early-stop and prune on it per iteration, where ROC-AUC would flip the direction);
+- multiclass: multi-class log loss over all K classes.
+
+Pruning (MedianPruner) acts at two levels: on the first fold the family reports every boosting iteration or
+epoch; then each fold's score is reported at step FOLD_STEP_OFFSET + fold index. The offset keeps the two
+kinds of steps apart, so a fold score is only ever compared with other trials' fold scores.
+
+Studies live in the given Optuna storage: re-running `tune` with the same study name resumes it and only
+runs the trials still missing up to `n_trials`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+from sklearn.metrics import log_loss, mean_squared_error
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline
+
+from components.families import Family, ParamSpec, TaskKind, suggest_params
+
+DIRECTION = "minimize"  # every metric below is a loss
+FOLD_STEP_OFFSET = 1_000_000  # fold-level reports sit above any iteration / epoch step
+METRIC_NAMES: dict[str, str] = {"regression": "rmse", "binary": "log_loss", "multiclass": "log_loss"}
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    state: str  # COMPLETE, PRUNED or FAIL
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    family: str
+    task: TaskKind
+    best_params: dict[str, Any]
+    best_value: float
+    direction: str
+    n_trials: int  # finished trials in the study (resumed ones included)
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    trials: list[TrialRecord]
+    study_name: str
+    metric: str = "rmse"
+
+
+class NoCompletedTrialError(RuntimeError):
+    """Every trial of the study was pruned or failed: there is no best parameter set."""
+
+
+def score(task: TaskKind, estimator: Any, X: Any, y: np.ndarray, n_classes: int | None = None) -> float:
+    """The tuning metric of `estimator` on (X, y): RMSE, or log loss over all classes."""
+    if task == "regression":
+        return float(math.sqrt(mean_squared_error(y, estimator.predict(X))))
+    k = 2 if task == "binary" else int(n_classes or 0)
+    proba = np.asarray(estimator.predict_proba(X), dtype="float64")
+    if proba.shape[1] != k:
+        raise ValueError(f"predict_proba returned {proba.shape[1]} columns for {k} classes")
+    # Floating-point sums drift from 1 (float32 softmax, widened columns): renormalise before scoring.
+    proba = np.clip(proba, 1e-15, 1.0)
+    proba /= proba.sum(axis=1, keepdims=True)
+    return float(log_loss(np.asarray(y).astype("int64"), proba, labels=list(range(k))))
+
+
+def grouped_folds(groups: np.ndarray, cv_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, valid) row positions of `cv_folds` folds; no group is on both sides of any fold. Seeded
+    shuffle of the groups, so the folds are reproducible and not tied to the data's order."""
+    # Integer group codes (a missing group is one group of its own): GroupKFold's shuffle is very slow on
+    # object (string) groups, about 20 s for 70k rows.
+    codes = pd.factorize(np.asarray(groups), use_na_sentinel=False)[0]
+    n_groups = len(np.unique(codes))
+    if cv_folds < 2 or n_groups < cv_folds:
+        raise ValueError(f"cv_folds={cv_folds} needs 2 <= cv_folds <= number of groups ({n_groups})")
+    splitter = GroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(codes), 1)), groups=codes))
+
+
+def _record(trial: FrozenTrial) -> TrialRecord:
+    duration = trial.duration
+    return TrialRecord(
+        number=trial.number,
+        params=dict(trial.params),
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        state=trial.state.name,
+        duration_s=duration.total_seconds() if duration is not None else 0.0,
+    )
+
+
+def _ensure_sqlite_parent(storage: str) -> None:
+    """SQLite creates the database file but not its folder (e.g. optuna/ in a fresh checkout)."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and storage[len(prefix) :] not in ("", ":memory:"):
+        Path(storage[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def tune(
+    family: Family,
+    space: Mapping[str, ParamSpec],
+    task: TaskKind,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray,
+    make_featurizer: Callable[[bool], Any],
+    *,
+    n_trials: int,
+    timeout_s: float | None,
+    cv_folds: int,
+    seed: int,
+    device: str,
+    storage: str,
+    study_name: str,
+    n_classes: int | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> TuningResult:
+    """Tune `family` for `task` on the training rows (X, y), folds grouped by `groups`.
+
+    `make_featurizer(needs_scaling)` returns a fresh unfitted transformer (fit_transform(X, y) /
+    transform(X)). A trial that raises anything but TrialPruned is recorded as FAIL and the study goes on.
+    Same inputs and seed on a fresh study give the same trials; a resumed study reseeds its sampler, so
+    its later trials differ from those of one uninterrupted run. Trials left RUNNING by a killed process
+    are not counted (one process per study is assumed). `pruner` overrides the default MedianPruner.
+    """
+    y = np.asarray(y)
+    groups = np.asarray(groups)
+    if not (len(X) == len(y) == len(groups)):
+        raise ValueError(f"X, y and groups differ in length: {len(X)}, {len(y)}, {len(groups)}")
+    if task == "multiclass" and not n_classes:
+        raise ValueError("multiclass tuning needs n_classes")
+    X = X.reset_index(drop=True)
+    folds = grouped_folds(groups, cv_folds, seed)
+    # A fold's features do not depend on the trial's params: featurize each fold once, on first use.
+    fold_cache: dict[int, tuple[Any, Any]] = {}
+
+    def fold_features(k: int) -> tuple[Any, Any]:
+        if k not in fold_cache:
+            train_idx, valid_idx = folds[k]
+            featurizer = make_featurizer(family.needs_scaling)
+            fold_cache[k] = (
+                featurizer.fit_transform(X.iloc[train_idx], y[train_idx]),
+                featurizer.transform(X.iloc[valid_idx]),
+            )
+        return fold_cache[k]
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, space)
+        scores = []
+        for k, (train_idx, valid_idx) in enumerate(folds):
+            X_train, X_valid = fold_features(k)
+            estimator = family.build(task, params, seed, device, n_classes)
+            # Per-iteration pruning on the first fold only: later folds would report the same steps again.
+            family.fit(
+                estimator,
+                X_train,
+                y[train_idx],
+                eval_set=(X_valid, y[valid_idx]),
+                trial=trial if k == 0 else None,
+            )
+            fold_score = score(task, estimator, X_valid, y[valid_idx], n_classes)
+            if not math.isfinite(fold_score):
+                raise ValueError(f"non-finite validation score on fold {k}: {fold_score}")
+            scores.append(fold_score)
+            trial.set_user_attr("fold_scores", scores)
+            trial.report(fold_score, step=FOLD_STEP_OFFSET + k)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k}")
+        return float(np.mean(scores))
+
+    _ensure_sqlite_parent(storage)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction=DIRECTION,
+        load_if_exists=True,
+        # A few random trials, then TPE; seeded so that a run is reproducible.
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+        # Prune once two trials have completed. Per-iteration comparisons favour high learning rates (they
+        # converge sooner), so iteration-level pruning waits for 10 iterations / epochs of warm-up; the
+        # fold-level reports, past the warm-up by construction, compare finished fits only.
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=10),
+    )
+    if study.direction != optuna.study.StudyDirection.MINIMIZE:
+        raise ValueError(f"study {study_name!r} exists with direction {study.direction.name}, not minimize")
+    # A study resumes only for what it was created for: mixing families or tasks would make it meaningless.
+    identity = {"family": family.name, "task": task, "metric": METRIC_NAMES[task]}
+    recorded = {key: study.user_attrs[key] for key in identity if key in study.user_attrs}
+    if recorded and recorded != identity:
+        raise ValueError(f"study {study_name!r} was created for {recorded}, not {identity}")
+    for key, value in identity.items():
+        study.set_user_attr(key, value)
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+    remaining = max(0, n_trials - len(done))
+    if remaining:
+        callbacks = [lambda _study, frozen: on_trial(_record(frozen))] if on_trial is not None else None
+        # catch=(Exception,): a failing trial is recorded as FAIL (Optuna logs why) and the study goes on.
+        study.optimize(
+            objective, n_trials=remaining, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
+        )
+
+    trials = [_record(t) for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+    counts = {state: sum(t.state == state.name for t in trials) for state in _FINISHED}
+    if counts[TrialState.COMPLETE] == 0:
+        raise NoCompletedTrialError(
+            f"study {study_name!r}: no completed trial ({counts[TrialState.PRUNED]} pruned, "
+            f"{counts[TrialState.FAIL]} failed)"
+        )
+    best = study.best_trial
+    return TuningResult(
+        family=family.name,
+        task=task,
+        best_params=dict(best.params),
+        best_value=float(best.value),
+        direction=DIRECTION,
+        n_trials=len(trials),
+        n_complete=counts[TrialState.COMPLETE],
+        n_pruned=counts[TrialState.PRUNED],
+        n_failed=counts[TrialState.FAIL],
+        trials=trials,
+        study_name=study_name,
+        metric=METRIC_NAMES[task],
+    )
+
+
+def fit_final(
+    family: Family,
+    task: TaskKind,
+    params: Mapping[str, Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    make_featurizer: Callable[[bool], Any],
+    seed: int,
+    device: str,
+    n_classes: int | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> Pipeline:
+    """Featurizer + estimator fitted on all given rows (no eval set, so no early stopping or pruning),
+    as one Pipeline that predicts from raw rows."""
+    y = np.asarray(y)
+    featurizer = make_featurizer(family.needs_scaling)
+    features = featurizer.fit_transform(X.reset_index(drop=True), y)
+    estimator = family.build(task, dict(params), seed, device, n_classes)
+    family.fit(estimator, features, y, sample_weight=sample_weight)
+    return Pipeline([("features", featurizer), ("model", estimator)])

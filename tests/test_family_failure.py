@@ -1,0 +1,57 @@
+"""One model family failing is logged and does not stop the others; all failing fails the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from components import families
+from flows.training import training
+from tests.conftest import make_project
+from trackflow import model_stages, stages
+from trackflow.paths import ProjectPaths
+
+
+class BrokenFamily(families.RandomForestFamily):
+    name = "broken"
+
+    def fit(self, estimator: Any, X: Any, y: np.ndarray, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated failure inside the broken family")
+
+
+@pytest.fixture
+def broken_project(tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setitem(families.FAMILIES, "broken", BrokenFamily())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("TRACKS_CSV", str(sample_csv))
+    root = make_project(tmp_path, train__tasks=["popularity"], train__families=["random_forest", "broken"])
+    spaces = yaml.safe_load((root / "configs" / "families.yaml").read_text())
+    spaces["families"]["broken"] = spaces["families"]["random_forest"]
+    (root / "configs" / "families.yaml").write_text(yaml.safe_dump(spaces))
+    return root
+
+
+def test_one_failing_family_does_not_stop_the_others(broken_project: Path, prefect_harness: None) -> None:
+    result = training(root=str(broken_project), fetch=True)
+    outcome = result["tasks"]["popularity"]
+    assert list(outcome["failed"]) == ["broken"]
+    assert outcome["evaluate"]["selected"] == "random_forest"
+    assert outcome["register"]["aliases"] == ["challenger", "champion"]
+
+
+def test_every_family_failing_fails_the_task(broken_project: Path) -> None:
+    paths = ProjectPaths.at(broken_project)
+    stages.fetch_data(paths, stages.params_for(paths))
+    for stage in (stages.ingest, stages.validate, stages.featurize, stages.split):
+        stage(paths, stages.params_for(paths))
+    params = stages.params_for(paths)
+    broken_only = params.train.model_copy(update={"families": ("broken",)})
+    only_broken = params.model_copy(update={"train": broken_only})
+    with pytest.raises(model_stages.TrainingError, match="every family failed"):
+        model_stages.tune_task(paths, only_broken, "popularity")
+    failure = (broken_project / "data" / "tuning" / "popularity" / "broken.failed.json").read_text()
+    assert "no completed trial (0 pruned, 2 failed)" in failure

@@ -1,0 +1,695 @@
+"""Per-task model stages: tune every family (Optuna, CV on training folds), fit the finalists, evaluate them
+on the untouched holdouts, and register the selected one behind the champion/challenger gate.
+
+Selection uses cross-validation on training rows only; the holdout is read once, in `evaluate_task`, and the
+promotion gate compares challenger and champion on that same holdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+
+from components import registry
+from components.evaluation import (
+    binary_metrics,
+    genre_metrics,
+    most_confused_pairs,
+    per_genre_error,
+    regression_metrics,
+)
+from components.features import TrackFeaturizer
+from components.io import atomic_dir, atomic_path, read_json, write_json, write_text
+from components.params import Params
+from components.split import split_frames
+from components.task_model import BlendModel, TaskModel
+from components.tasks import TASK_SPECS, TaskData, TaskName, genre_classes, task_data
+from trackflow.paths import ProjectPaths
+from trackflow.stages import PROTOCOLS, git_commit, mlflow_client, params_hash
+
+log = logging.getLogger("trackflow")
+BLEND = "blend"
+
+
+class TrainingError(RuntimeError):
+    """No family could be trained for a task."""
+
+
+# --- shared helpers ---
+def protocols(params: Params) -> list[str]:
+    return [params.split.protocol, *[p for p in PROTOCOLS if p != params.split.protocol]]
+
+
+def _load(paths: ProjectPaths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(paths.features), pd.read_parquet(paths.splits)
+
+
+def _classes(task: TaskName, tracks: pd.DataFrame) -> list[str] | None:
+    return genre_classes(tracks) if task == "genre" else None
+
+
+def _rows(
+    tracks: pd.DataFrame, splits: pd.DataFrame, params: Params, task: TaskName, protocol: str, side: str
+) -> TaskData:
+    train, test = split_frames(tracks, splits, protocol)
+    return task_data(
+        train if side == "train" else test,
+        task,
+        hit_threshold=params.train.hit_threshold,
+        classes=_classes(task, tracks),
+        for_training=side == "train",
+    )
+
+
+def _sample(data: TaskData, limit: int | None, seed: int) -> TaskData:
+    """A seeded sample of whole rows (keeps groups consistent with their rows)."""
+    if limit is None or len(data.y) <= limit:
+        return data
+    keep = np.sort(np.random.default_rng(seed).choice(len(data.y), size=limit, replace=False))
+    return TaskData(
+        data.inputs.iloc[keep].reset_index(drop=True),
+        data.y[keep],
+        data.groups[keep],
+        data.track_ids[keep],
+        None if data.label_sets is None else [data.label_sets[i] for i in keep],
+    )
+
+
+def featurizer_factory(params: Params, task: TaskName, extra_groups: tuple[str, ...] = ()):
+    groups = TASK_SPECS[task].feature_groups(params.train.feature_groups) + tuple(extra_groups)
+
+    def make(needs_scaling: bool) -> TrackFeaturizer:
+        return TrackFeaturizer(
+            groups=tuple(dict.fromkeys(groups)), seed=params.train.seed, scale=needs_scaling
+        )
+
+    return make
+
+
+def _n_classes(task: TaskName, tracks: pd.DataFrame) -> int | None:
+    classes = _classes(task, tracks)
+    return len(classes) if classes else (2 if task == "hit" else None)
+
+
+def tuning_dir(paths: ProjectPaths, task: TaskName) -> Path:
+    return paths.root / "data" / "tuning" / task
+
+
+def models_dir(paths: ProjectPaths, task: TaskName) -> Path:
+    return paths.root / "data" / "models" / task
+
+
+def task_metrics_path(paths: ProjectPaths, task: TaskName) -> Path:
+    return paths.root / "metrics" / f"{task}.json"
+
+
+def registration_path(paths: ProjectPaths, task: TaskName) -> Path:
+    return paths.root / "data" / "registry" / f"{task}.json"
+
+
+def _study_fingerprint(params: Params, task: TaskName, family: str, space: Any, data_hash: str) -> str:
+    """Studies resume only when what they were tuning is the same: data, space, features, folds, seed."""
+    profile = params.train.tuning
+    blob = json.dumps(
+        {
+            "data": data_hash,
+            "space": repr(space),
+            "groups": params.train.feature_groups,
+            "cv": profile.cv_folds,
+            "rows": profile.max_tune_rows,
+            "seed": params.train.seed,
+            "protocol": params.split.protocol,
+            "hit": params.train.hit_threshold,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+# --- tune ---
+def tune_family(
+    paths: ProjectPaths, params: Params, task: TaskName, family_name: str, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """One Optuna study for (task, family) on CV folds of the main protocol's training rows."""
+    from components.families import FAMILIES, load_search_spaces, resolve_device
+    from components.tuning import tune
+
+    if family_name not in FAMILIES:
+        raise KeyError(f"unknown model family {family_name!r}; known: {sorted(FAMILIES)}")
+    family = FAMILIES[family_name]
+    space = load_search_spaces(paths.root / "configs" / "families.yaml", TASK_SPECS[task].kind)[family_name]
+    tracks, splits = _load(paths)
+    profile = params.train.tuning
+    data = _sample(
+        _rows(tracks, splits, params, task, params.split.protocol, "train"),
+        profile.max_tune_rows,
+        params.train.seed,
+    )
+    data_hash = read_json(paths.ingest_meta)["content_hash"]
+    study_name = f"{task}.{family_name}.{_study_fingerprint(params, task, family_name, space, data_hash)}"
+    storage_dir = paths.root / "optuna"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    # One database per study: parallel families never contend for one sqlite lock.
+    storage = f"sqlite:///{storage_dir / f'{task}-{family_name}.db'}"
+    device = resolve_device(params.train.device)
+
+    client, experiment_id = mlflow_client(paths, params)
+    tags = {"stage": "tune", "task": task, "family": family_name, "study": study_name, "device": device}
+    study_run = registry.start_run(client, experiment_id, f"tune-{task}-{family_name}", parent_run_id, tags)
+    registry.log_flat(
+        client,
+        study_run,
+        params={
+            "n_trials": profile.n_trials,
+            "timeout_s": profile.timeout_s,
+            "cv_folds": profile.cv_folds,
+            "tune_rows": len(data.y),
+        },
+    )
+
+    def on_trial(record: Any) -> None:
+        # Each trial is a nested run under its study's run, logged by explicit run id (thread-safe).
+        trial_run = registry.start_run(
+            client,
+            experiment_id,
+            f"trial-{record.number}",
+            study_run,
+            {**tags, "stage": "tune-trial", "trial_state": record.state},
+        )
+        registry.log_flat(client, trial_run, params=record.params)
+        if record.value is not None:
+            registry.log_flat(
+                client, trial_run, metrics={"cv_score": record.value, "duration_s": record.duration_s}
+            )
+        client.set_terminated(trial_run, "FINISHED" if record.state == "COMPLETE" else "KILLED")
+
+    started = time.perf_counter()
+    try:
+        result = tune(
+            family,
+            space,
+            TASK_SPECS[task].kind,
+            data.inputs,
+            data.y,
+            data.groups,
+            featurizer_factory(params, task, family.extra_feature_groups),
+            n_trials=profile.n_trials,
+            timeout_s=profile.timeout_s,
+            cv_folds=profile.cv_folds,
+            seed=params.train.seed,
+            device=device,
+            storage=storage,
+            study_name=study_name,
+            n_classes=_n_classes(task, tracks),
+            on_trial=on_trial,
+        )
+    except BaseException:
+        client.set_terminated(study_run, "FAILED")
+        raise
+    if result.n_complete == 0:
+        client.set_terminated(study_run, "FAILED")
+        raise TrainingError(
+            f"{task}/{family_name}: no trial completed ({result.n_failed} failed, {result.n_pruned} pruned)"
+        )
+    summary = {
+        "task": task,
+        "family": family_name,
+        "study_name": study_name,
+        "storage": storage,
+        "best_params": result.best_params,
+        "cv_score": result.best_value,
+        "direction": result.direction,
+        "n_trials": result.n_trials,
+        "n_complete": result.n_complete,
+        "n_pruned": result.n_pruned,
+        "n_failed": result.n_failed,
+        "tune_rows": len(data.y),
+        "device": device,
+        "seconds": round(time.perf_counter() - started, 2),
+        "mlflow_run_id": study_run,
+    }
+    registry.log_flat(
+        client,
+        study_run,
+        params={f"best_{k}": v for k, v in result.best_params.items()},
+        metrics={
+            "best_cv_score": result.best_value,
+            "n_pruned": result.n_pruned,
+            "n_failed": result.n_failed,
+        },
+    )
+    client.set_terminated(study_run, "FINISHED")
+    write_json(summary, tuning_dir(paths, task) / f"{family_name}.json")
+    return summary
+
+
+def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
+    """Every enabled family of one task in turn (the DVC runner); a failing family does not stop the rest."""
+    results: dict[str, Any] = {}
+    target = tuning_dir(paths, task)
+    for stale in target.glob("*.json") if target.is_dir() else []:
+        stale.unlink()
+    for family in params.train.families:
+        try:
+            results[family] = tune_family(paths, params, task, family)
+        except Exception as exc:  # one family failing is logged, the others go on
+            log.error("tuning %s/%s failed: %s", task, family, exc)
+            results[family] = {"family": family, "failed": f"{type(exc).__name__}: {exc}"}
+            write_json(results[family], target / f"{family}.failed.json")
+    if not any("failed" not in r for r in results.values()):
+        raise TrainingError(f"every family failed for task {task}: {results}")
+    return results
+
+
+# --- fit ---
+def _cv_blend(
+    params: Params, task: TaskName, data: TaskData, finalists: list[dict[str, Any]], n_classes: int | None
+) -> dict[str, float]:
+    """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
+    criterion as tuning (RMSE or log-loss; lower is better)."""
+    from components.families import FAMILIES, resolve_device
+    from components.tuning import fit_final, grouped_folds, score
+
+    kind = TASK_SPECS[task].kind
+    device = resolve_device(params.train.device)
+    folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
+    totals: dict[str, list[float]] = {}
+    for fold_train, fold_valid in folds:
+        members = []
+        for finalist in finalists:
+            family = FAMILIES[finalist["family"]]
+            members.append(
+                fit_final(
+                    family,
+                    kind,
+                    finalist["best_params"],
+                    data.inputs.iloc[fold_train],
+                    data.y[fold_train],
+                    featurizer_factory(params, task, family.extra_feature_groups),
+                    params.train.seed,
+                    device,
+                    n_classes=n_classes,
+                )
+            )
+        valid_x, valid_y = data.inputs.iloc[fold_valid], data.y[fold_valid]
+        for finalist, member in zip(finalists, members, strict=True):
+            totals.setdefault(finalist["family"], []).append(score(kind, member, valid_x, valid_y, n_classes))
+        totals.setdefault(BLEND, []).append(
+            score(kind, BlendModel(members, kind), valid_x, valid_y, n_classes)
+        )
+    return {name: float(np.mean(values)) for name, values in totals.items()}
+
+
+def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Optimisation history and parameter importances of one study, as PNG files."""
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    study = optuna.load_study(study_name=summary["study_name"], storage=summary["storage"])
+    written = []
+    for name, plot in (
+        ("history", optuna_plots.plot_optimization_history),
+        ("importance", optuna_plots.plot_param_importances),
+    ):
+        try:
+            axes = plot(study)
+        except Exception as exc:  # importances need >= 2 completed trials with varying params
+            log.info("no %s plot for %s: %s", name, summary["study_name"], exc)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        target = folder / f"{summary['family']}_{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target, ".png") as tmp:
+            figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+        plt.close(figure)
+        written.append(target)
+    return written
+
+
+def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
+    """Fit each tuned family on the training rows of both protocols; pick the CV winner (or the blend)."""
+    from components.families import FAMILIES, resolve_device
+    from components.tuning import fit_final
+
+    tuned = [
+        read_json(p)
+        for p in sorted(tuning_dir(paths, task).glob("*.json"))
+        if not p.name.endswith(".failed.json") and read_json(p)["family"] in params.train.families
+    ]
+    if not tuned:
+        raise TrainingError(f"no tuned family for task {task}: run `trackflow tune --task {task}` first")
+    kind = TASK_SPECS[task].kind
+    tracks, splits = _load(paths)
+    n_classes = _n_classes(task, tracks)
+    classes = _classes(task, tracks)
+    device = resolve_device(params.train.device)
+    profile = params.train.tuning
+    # Lower is better for every CV criterion we use (RMSE, log-loss): direction is read from the study.
+    ranked = sorted(tuned, key=lambda t: t["cv_score"] if t["direction"] == "minimize" else -t["cv_score"])
+    selection: dict[str, Any] = {
+        "task": task,
+        "cv_scores": {t["family"]: t["cv_score"] for t in ranked},
+        "cv_direction": ranked[0]["direction"],
+        "selected": ranked[0]["family"],
+    }
+    if params.train.blend and len(ranked) >= 2:
+        tune_rows = _sample(
+            _rows(tracks, splits, params, task, params.split.protocol, "train"),
+            profile.max_tune_rows,
+            params.train.seed,
+        )
+        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], n_classes)
+        best_single = min(blend_scores[t["family"]] for t in ranked[:2])
+        selection["blend"] = {"members": [t["family"] for t in ranked[:2]], "cv_scores": blend_scores}
+        if blend_scores[BLEND] < best_single:
+            selection["selected"] = BLEND
+    fit_seconds: dict[str, dict[str, float]] = {}
+    with atomic_dir(models_dir(paths, task)) as staging:
+        for protocol in protocols(params):
+            data = _sample(
+                _rows(tracks, splits, params, task, protocol, "train"),
+                profile.max_train_rows,
+                params.train.seed,
+            )
+            fitted = {}
+            for entry in ranked:
+                family = FAMILIES[entry["family"]]
+                started = time.perf_counter()
+                weights = None
+                if task == "popularity" and params.train.balanced_weights:
+                    from components.features import popularity_balanced_weights
+
+                    weights = popularity_balanced_weights(data.y)
+                pipeline = fit_final(
+                    family,
+                    kind,
+                    entry["best_params"],
+                    data.inputs,
+                    data.y,
+                    featurizer_factory(params, task, family.extra_feature_groups),
+                    params.train.seed,
+                    device,
+                    n_classes=n_classes,
+                    sample_weight=weights,
+                )
+                fit_seconds.setdefault(protocol, {})[entry["family"]] = round(
+                    time.perf_counter() - started, 2
+                )
+                fitted[entry["family"]] = pipeline
+                _save(
+                    TaskModel(task, pipeline, classes, entry["family"]),
+                    staging / protocol / entry["family"],
+                    data,
+                )
+            if "blend" in selection:
+                members = [fitted[name] for name in selection["blend"]["members"]]
+                blend = TaskModel(task, BlendModel(members, kind), classes, BLEND)
+                _save(blend, staging / protocol / BLEND, data)
+        selection["fit_seconds"] = fit_seconds
+        selection["train_rows"] = {
+            p: int(
+                min(len(_rows(tracks, splits, params, task, p, "train").y), profile.max_train_rows or 10**12)
+            )
+            for p in protocols(params)
+        }
+        write_json(selection, staging / "selection.json")
+    plots = paths.reports / task / "tuning"
+    plots.mkdir(parents=True, exist_ok=True)  # a DVC output, even when a study is too small to plot
+    client, _ = mlflow_client(paths, params)
+    for entry in tuned:
+        # The study's plots belong to the study's MLflow run, beside its best params.
+        for plot in _study_plots(entry, plots):
+            client.log_artifact(entry["mlflow_run_id"], str(plot), "study")
+    return selection
+
+
+def _save(model: TaskModel, target: Path, data: TaskData) -> None:
+    registry.save_sklearn_model(model, target, data.inputs.head(5))
+
+
+# --- evaluate ---
+def _predict(model: TaskModel, inputs: pd.DataFrame) -> np.ndarray:
+    if model.task == "popularity":
+        return model.predict(inputs)
+    return model.predict_proba(inputs)
+
+
+def holdout_metrics(
+    params: Params, task: TaskName, data: TaskData, output: np.ndarray, classes: list[str] | None
+) -> dict[str, float]:
+    if task == "popularity":
+        return regression_metrics(data.y, output)
+    if task == "hit":
+        return binary_metrics(data.y, output[:, 1], params.evaluate.hit_min_precision)
+    return genre_metrics(data.label_sets or [], output, classes or [])
+
+
+def _comparison_markdown(task: TaskName, metrics: dict[str, Any], main: str) -> str:
+    keys = {
+        "popularity": ["rmse", "mae", "r2", "top_decile_recall"],
+        "hit": [
+            "roc_auc",
+            "pr_auc",
+            "log_loss",
+            next(
+                (k for k in metrics[main][next(iter(metrics[main]))] if k.startswith("recall_at")), "roc_auc"
+            ),
+        ],
+        "genre": ["top1_set_accuracy", "top3_set_accuracy", "macro_f1"],
+    }[task]
+    lines = [f"# {task}: model families on the holdout", ""]
+    for protocol in (main, *[p for p in PROTOCOLS if p != main]):
+        label = "main" if protocol == main else "comparison"
+        lines += [
+            f"## holdout grouped by {protocol} ({label})",
+            "",
+            "| family | " + " | ".join(keys) + " | CV score |",
+            "|---" * (len(keys) + 2) + "|",
+        ]
+        for family, values in metrics[protocol].items():
+            cv = metrics["cv_scores"].get(family)
+            marker = " (selected)" if family == metrics["selected"] else ""
+            cells = " | ".join(f"{values[k]:.4f}" for k in keys)
+            lines.append(f"| {family}{marker} | {cells} | {'' if cv is None else f'{cv:.4f}'} |")
+        lines.append("")
+    lines.append(
+        "CV score: the selection criterion on training folds (RMSE or log-loss; lower is better): the "
+        "tuning study's best for each family, and for the blend and its two members the scores of one "
+        "more CV on the same folds. The model is chosen by it, never by the holdout."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _task_plots(
+    task: TaskName,
+    data: TaskData,
+    output: np.ndarray,
+    model: TaskModel,
+    classes: list[str] | None,
+    folder: Path,
+    params: Params,
+) -> pd.DataFrame | None:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = None
+    figures: list[tuple[str, Any]] = []
+    if task == "popularity":
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        axes[0].hexbin(data.y, output, gridsize=40, mincnt=1, cmap="viridis")
+        axes[0].plot([0, 100], [0, 100], "r--", lw=1)
+        axes[0].set(xlabel="actual popularity", ylabel="predicted", title="Predicted vs actual (holdout)")
+        axes[1].hist(output - data.y, bins=60, color="steelblue")
+        axes[1].set(xlabel="prediction - actual", ylabel="tracks", title="Residuals (holdout)")
+        figures.append(("predicted_vs_actual.png", fig))
+        genres = [s.split("|")[0] for s in data.inputs["track_genre"].astype(str)]
+        table = per_genre_error(data.y, output, genres)
+    elif task == "hit":
+        from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        RocCurveDisplay.from_predictions(data.y, output[:, 1], ax=axes[0])
+        PrecisionRecallDisplay.from_predictions(data.y, output[:, 1], ax=axes[1])
+        axes[0].set_title("ROC (holdout)")
+        axes[1].set_title("Precision-recall (holdout)")
+        figures.append(("roc_pr.png", fig))
+    else:
+        top1 = [classes[k] for k in np.argmax(output, axis=1)]
+        table = most_confused_pairs(data.label_sets or [], top1, n=20)
+        if len(table):
+            names = sorted(set(table["true"]) | set(table["predicted"]))
+            matrix = pd.DataFrame(0, index=names, columns=names)
+            for row in table.itertuples():
+                matrix.loc[row.true, row.predicted] = row.count
+            fig, ax = plt.subplots(figsize=(9, 8))
+            image = ax.imshow(matrix.to_numpy(), cmap="Reds")
+            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+            ax.set(xlabel="predicted", ylabel="true", title="Most confused genres (holdout, top-1 wrong)")
+            fig.colorbar(image, ax=ax)
+            figures.append(("confused_genres.png", fig))
+    importance = _feature_importance(model)
+    if importance is not None:
+        fig, ax = plt.subplots(figsize=(7, 7))
+        importance.nlargest(25)[::-1].plot.barh(ax=ax, color="darkorange")
+        ax.set(title=f"Feature importance ({model.family}), top 25")
+        figures.append(("feature_importance.png", fig))
+    for name, fig in figures:
+        fig.tight_layout()
+        with atomic_path(folder / name, ".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+    return table
+
+
+def _feature_importance(model: TaskModel) -> pd.Series | None:
+    estimator = model.estimator
+    if isinstance(estimator, BlendModel):
+        estimator = estimator.members[0]
+    final = getattr(estimator, "named_steps", {}).get("model")
+    values = getattr(final, "feature_importances_", None)
+    if values is None:
+        return None
+    names = estimator.named_steps["features"].get_feature_names_out()
+    return pd.Series(np.asarray(values, dtype="float64"), index=names) if len(names) == len(values) else None
+
+
+def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
+    """Every fitted family (and the blend) on the untouched holdout of each protocol."""
+    tracks, splits = _load(paths)
+    classes = _classes(task, tracks)
+    selection = read_json(models_dir(paths, task) / "selection.json")
+    main = params.split.protocol
+    metrics: dict[str, Any] = {
+        "main_protocol": main,
+        "selected": selection["selected"],
+        "cv_scores": selection["cv_scores"],
+    }
+    if "blend" in selection:
+        # The blend and its members were compared on the same folds without early stopping: show those scores.
+        metrics["cv_scores"] = {**metrics["cv_scores"], **selection["blend"]["cv_scores"]}
+    for protocol in protocols(params):
+        data = _rows(tracks, splits, params, task, protocol, "test")
+        metrics[protocol] = {}
+        for folder in sorted((models_dir(paths, task) / protocol).iterdir()):
+            model: TaskModel = mlflow.sklearn.load_model(str(folder))
+            output = _predict(model, data.inputs)
+            metrics[protocol][folder.name] = holdout_metrics(params, task, data, output, classes)
+            if protocol == main and folder.name == selection["selected"]:
+                table = _task_plots(task, data, output, model, classes, paths.reports / task, params)
+                if table is not None:
+                    write_text(
+                        table.to_markdown(index=False)
+                        if hasattr(table, "to_markdown")
+                        else table.to_string(),
+                        paths.reports
+                        / task
+                        / ("per_genre_error.md" if task == "popularity" else "most_confused.md"),
+                    )
+    write_json(metrics, task_metrics_path(paths, task))
+    write_text(_comparison_markdown(task, metrics, main), paths.reports / task / "comparison.md")
+    return metrics
+
+
+# --- register ---
+def register_task(
+    paths: ProjectPaths, params: Params, task: TaskName, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Register the selected model as `task`: challenger always; champion only when it beats the champion."""
+    spec = TASK_SPECS[task]
+    main = params.split.protocol
+    metrics = read_json(task_metrics_path(paths, task))
+    selected = metrics["selected"]
+    challenger_metrics = metrics[main][selected]
+    model: TaskModel = mlflow.sklearn.load_model(str(models_dir(paths, task) / main / selected))
+    tracks, splits = _load(paths)
+    classes = _classes(task, tracks)
+    holdout = _rows(tracks, splits, params, task, main, "test")
+
+    client, experiment_id = mlflow_client(paths, params)
+    data_hash = read_json(paths.ingest_meta)["content_hash"]
+    tags = {
+        "task": task,
+        "family": selected,
+        "data_hash": data_hash,
+        "params_hash": params_hash(params),
+        "git_commit": git_commit(paths.root),
+        "protocol": main,
+        **{f"holdout_{k}": f"{v:.4f}" for k, v in challenger_metrics.items() if isinstance(v, float)},
+    }
+    run_id = registry.start_run(
+        client, experiment_id, f"train-{task}", parent_run_id, {"stage": "register", **tags}
+    )
+    flat = {
+        f"holdout_{p}_{fam}_{k}": v
+        for p in PROTOCOLS
+        for fam, m in metrics[p].items()
+        for k, v in m.items()
+        if isinstance(v, int | float) and np.isfinite(v)
+    }
+    registry.log_flat(
+        client,
+        run_id,
+        params={
+            "selected_family": selected,
+            "feature_groups": ",".join(params.train.feature_groups),
+            "profile": params.train.profile,
+            "seed": params.train.seed,
+        },
+        metrics=flat,
+    )
+    comparison = pd.DataFrame(
+        [{"protocol": p, "family": fam, **m} for p in PROTOCOLS for fam, m in metrics[p].items()]
+    )
+    client.log_table(run_id, data=comparison, artifact_file="comparison_table.json")
+    for artifact in (task_metrics_path(paths, task), models_dir(paths, task) / "selection.json"):
+        client.log_artifact(run_id, str(artifact), "pipeline")
+    if (paths.reports / task).is_dir():
+        client.log_artifacts(run_id, str(paths.reports / task), "reports")
+
+    # The champion is judged on today's holdout rows, not on the score it had when it was registered.
+    gate = spec.gate_metric
+    champion = registry.champion_version(client, task)
+    champion_score = None
+    if champion is not None:
+        champion_model = mlflow.sklearn.load_model(f"models:/{task}@{registry.CHAMPION}")
+        champion_score = holdout_metrics(
+            params, task, holdout, _predict(champion_model, holdout.inputs), classes
+        )[gate]
+        registry.log_flat(client, run_id, metrics={f"champion_holdout_{gate}": champion_score})
+    decision = registry.decide_promotion(
+        challenger_metrics[gate],
+        champion_score,
+        params.registry.promotion_margin.get(task, 0.0),
+        gate,
+        spec.lower_is_better,
+    )
+    version, model_uri = registry.log_and_register(client, run_id, model, holdout.inputs.head(5), task, tags)
+    aliases = registry.apply_aliases(client, task, version, decision)
+    client.set_tag(run_id, "promotion_decision", decision.reason)
+    client.set_terminated(run_id, "FINISHED")
+    summary = {
+        "model_name": task,
+        "family": selected,
+        "version": version,
+        "model_uri": model_uri,
+        "run_id": run_id,
+        "aliases": aliases,
+        "promotion": decision.reason,
+        "gate_metric": gate,
+        "challenger_score": challenger_metrics[gate],
+        "champion_score": champion_score,
+        "champion_version": version if decision.promote else (str(champion.version) if champion else None),
+    }
+    write_json(summary, registration_path(paths, task))
+    return summary
