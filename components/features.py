@@ -189,7 +189,8 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         self.scale_std_ = features[self.scale_columns_].std().replace(0, 1.0).fillna(1.0)
 
     def _apply_scaler(self, features: pd.DataFrame) -> pd.DataFrame:
-        if not self.scale_columns_:
+        # getattr: featurizers pickled before scaling existed have no scaler state and never scale.
+        if not getattr(self, "scale_columns_", None):
             return features
         scaled = features.copy()
         scaled[self.scale_columns_] = (features[self.scale_columns_] - self.scale_mean_) / self.scale_std_

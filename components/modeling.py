@@ -11,31 +11,11 @@ from sklearn.pipeline import Pipeline
 
 from components.features import DEFAULT_GROUPS, TrackFeaturizer, popularity_balanced_weights
 from components.params import LightGBMParams
-from components.schema import TARGET
+from components.schema import COLUMNS, TARGET
 
-# The raw columns a model takes: the dataset's schema less the label it predicts. Genre is an input of the
-# popularity model (one genre, or the set joined by '|').
-MODEL_INPUT_COLUMNS: tuple[str, ...] = (
-    "track_id",
-    "artists",
-    "album_name",
-    "track_name",
-    "duration_ms",
-    "explicit",
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-    "time_signature",
-    "track_genre",
-)
+# The raw columns a model takes: the dataset's schema less the popularity label. Genre is an input of the
+# popularity and hit models (one genre, or the set joined by '|'); the genre task drops it (components/tasks).
+MODEL_INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != TARGET)
 
 
 def model_inputs(frame: pd.DataFrame, columns: Sequence[str] = MODEL_INPUT_COLUMNS) -> pd.DataFrame:

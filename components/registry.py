@@ -201,3 +201,31 @@ def promote_by_hand(client: MlflowClient, model_name: str, version: str, who: st
     client.set_model_version_tag(model_name, target.version, "promotion_reason", reason)
     client.set_model_version_tag(model_name, target.version, "promotion_decision", f"manual: {reason}")
     return str(previous.version) if previous else None
+
+
+_SCHEMA_DTYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool",
+}
+
+
+def conform_to_signature(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """Cast columns to the types in a pyfunc model's input signature (a copy), so that a model logged with
+    other numeric types (say, integers declared as doubles by an older version) still scores raw rows.
+    Integer casts that would lose information are left to MLflow's own schema check to reject."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return frame
+    conformed = frame.copy()
+    for spec in schema.inputs:
+        target = _SCHEMA_DTYPES.get(getattr(spec.type, "name", str(spec.type)))
+        if spec.name not in conformed.columns or target is None:
+            continue
+        column = conformed[spec.name]
+        if target.startswith("int") and (column.isna().any() or not (column.dropna() % 1 == 0).all()):
+            continue
+        conformed[spec.name] = column.astype(target)
+    return conformed

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -602,6 +603,19 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
 
 
 # --- register ---
+def gate_score(task: TaskName, holdout: TaskData, predictions: np.ndarray) -> float:
+    """The promotion metric from pyfunc answers: popularity values, hit probabilities, genre names."""
+    predictions = np.asarray(predictions)
+    if task == "popularity":
+        return regression_metrics(holdout.y, np.clip(predictions.astype("float64"), 0, 100))["rmse"]
+    if task == "hit":
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(holdout.y, predictions.astype("float64")))
+    sets = holdout.label_sets or []
+    return float(np.mean([name in labels for name, labels in zip(predictions, sets, strict=True)]))
+
+
 def register_task(
     paths: ProjectPaths, params: Params, task: TaskName, parent_run_id: str | None = None
 ) -> dict[str, Any]:
@@ -613,7 +627,6 @@ def register_task(
     challenger_metrics = metrics[main][selected]
     model: TaskModel = mlflow.sklearn.load_model(str(models_dir(paths, task) / main / selected))
     tracks, splits = _load(paths)
-    classes = _classes(task, tracks)
     holdout = _rows(tracks, splits, params, task, main, "test")
 
     client, experiment_id = mlflow_client(paths, params)
@@ -657,23 +670,37 @@ def register_task(
     if (paths.reports / task).is_dir():
         client.log_artifacts(run_id, str(paths.reports / task), "reports")
 
-    # The champion is judged on today's holdout rows, not on the score it had when it was registered.
+    # Challenger and champion are judged on today's holdout rows through the same pyfunc contract (what
+    # scoring calls), so a champion logged by an older version of this code is still comparable.
     gate = spec.gate_metric
+    challenger_score = gate_score(task, holdout, model.predict(holdout.inputs))
     champion = registry.champion_version(client, task)
     champion_score = None
+    unscorable = None
     if champion is not None:
-        champion_model = mlflow.sklearn.load_model(f"models:/{task}@{registry.CHAMPION}")
-        champion_score = holdout_metrics(
-            params, task, holdout, _predict(champion_model, holdout.inputs), classes
-        )[gate]
-        registry.log_flat(client, run_id, metrics={f"champion_holdout_{gate}": champion_score})
-    decision = registry.decide_promotion(
-        challenger_metrics[gate],
-        champion_score,
-        params.registry.promotion_margin.get(task, 0.0),
-        gate,
-        spec.lower_is_better,
-    )
+        try:
+            champion_model = mlflow.pyfunc.load_model(f"models:/{task}@{registry.CHAMPION}")
+            champion_inputs = registry.conform_to_signature(holdout.inputs, champion_model)
+            champion_score = gate_score(task, holdout, champion_model.predict(champion_inputs))
+            registry.log_flat(client, run_id, metrics={f"champion_holdout_{gate}": champion_score})
+        except Exception as exc:  # the champion cannot score today's rows: a person must decide
+            unscorable = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("champion %s v%s could not be evaluated: %s", task, champion.version, unscorable)
+    if unscorable is not None:
+        decision = registry.PromotionDecision(
+            False,
+            f"champion kept: it could not be evaluated on today's holdout ({unscorable}); promote by hand",
+            challenger_score,
+            None,
+        )
+    else:
+        decision = registry.decide_promotion(
+            challenger_score,
+            champion_score,
+            params.registry.promotion_margin.get(task, 0.0),
+            gate,
+            spec.lower_is_better,
+        )
     version, model_uri = registry.log_and_register(client, run_id, model, holdout.inputs.head(5), task, tags)
     aliases = registry.apply_aliases(client, task, version, decision)
     client.set_tag(run_id, "promotion_decision", decision.reason)
@@ -687,7 +714,7 @@ def register_task(
         "aliases": aliases,
         "promotion": decision.reason,
         "gate_metric": gate,
-        "challenger_score": challenger_metrics[gate],
+        "challenger_score": challenger_score,
         "champion_score": champion_score,
         "champion_version": version if decision.promote else (str(champion.version) if champion else None),
     }
