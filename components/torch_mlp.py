@@ -14,6 +14,7 @@ import copy
 import math
 import threading
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -82,7 +83,7 @@ class _Network(nn.Module):
         return self.body(torch.cat(parts, dim=1))
 
 
-class _TorchMLPBase(BaseEstimator):
+class _TorchMLPBase(BaseEstimator, ABC):
     """Shared training loop. Subclasses define the output width, the loss and the target encoding."""
 
     def __init__(
@@ -116,19 +117,21 @@ class _TorchMLPBase(BaseEstimator):
         self.n_threads = n_threads
 
     # --- hooks for subclasses -------------------------------------------------------------------------
+    @abstractmethod
     def _n_outputs(self, y: np.ndarray) -> int:
-        raise NotImplementedError
+        """Width of the network's output layer."""
 
+    @abstractmethod
     def _encode_target(self, y: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+        """The target as the tensor the loss expects."""
 
+    @abstractmethod
     def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-row loss (weights are applied by the training loop)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _val_loss(self, output: torch.Tensor, target: torch.Tensor) -> float:
         """The eval-set metric in the task's own units (what tuning compares and prunes on)."""
-        raise NotImplementedError
 
     # --- inputs -----------------------------------------------------------------------------------------
     def _split_columns(self, X: Any) -> None:

@@ -104,22 +104,6 @@ def _n_classes(task: TaskName, tracks: pd.DataFrame) -> int | None:
     return len(classes) if classes else (2 if task == "hit" else None)
 
 
-def tuning_dir(paths: ProjectPaths, task: TaskName) -> Path:
-    return paths.root / "data" / "tuning" / task
-
-
-def models_dir(paths: ProjectPaths, task: TaskName) -> Path:
-    return paths.root / "data" / "models" / task
-
-
-def task_metrics_path(paths: ProjectPaths, task: TaskName) -> Path:
-    return paths.root / "metrics" / f"{task}.json"
-
-
-def registration_path(paths: ProjectPaths, task: TaskName) -> Path:
-    return paths.root / "data" / "registry" / f"{task}.json"
-
-
 def _study_fingerprint(params: Params, task: TaskName, family: str, space: Any, data_hash: str) -> str:
     """Studies resume only when what they were tuning is the same: data, space, features, folds, seed."""
     profile = params.train.tuning
@@ -252,14 +236,14 @@ def tune_family(
         },
     )
     client.set_terminated(study_run, "FINISHED")
-    write_json(summary, tuning_dir(paths, task) / f"{family_name}.json")
+    write_json(summary, paths.tuning(task) / f"{family_name}.json")
     return summary
 
 
 def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Every enabled family of one task in turn (the DVC runner); a failing family does not stop the rest."""
     results: dict[str, Any] = {}
-    target = tuning_dir(paths, task)
+    target = paths.tuning(task)
     for stale in target.glob("*.json") if target.is_dir() else []:
         stale.unlink()
     for family in params.train.families:
@@ -346,7 +330,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
 
     tuned = [
         read_json(p)
-        for p in sorted(tuning_dir(paths, task).glob("*.json"))
+        for p in sorted(paths.tuning(task).glob("*.json"))
         if not p.name.endswith(".failed.json") and read_json(p)["family"] in params.train.families
     ]
     if not tuned:
@@ -377,7 +361,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         if blend_scores[BLEND] < best_single:
             selection["selected"] = BLEND
     fit_seconds: dict[str, dict[str, float]] = {}
-    with atomic_dir(models_dir(paths, task)) as staging:
+    with atomic_dir(paths.task_models(task)) as staging:
         for protocol in protocols(params):
             data = _sample(
                 _rows(tracks, splits, params, task, protocol, "train"),
@@ -569,7 +553,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
     """Every fitted family (and the blend) on the untouched holdout of each protocol."""
     tracks, splits = _load(paths)
     classes = _classes(task, tracks)
-    selection = read_json(models_dir(paths, task) / "selection.json")
+    selection = read_json(paths.task_models(task) / "selection.json")
     main = params.split.protocol
     metrics: dict[str, Any] = {
         "main_protocol": main,
@@ -582,7 +566,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
     for protocol in protocols(params):
         data = _rows(tracks, splits, params, task, protocol, "test")
         metrics[protocol] = {}
-        for folder in sorted((models_dir(paths, task) / protocol).iterdir()):
+        for folder in sorted((paths.task_models(task) / protocol).iterdir()):
             model: TaskModel = mlflow.sklearn.load_model(str(folder))
             output = _predict(model, data.inputs)
             metrics[protocol][folder.name] = holdout_metrics(params, task, data, output, classes)
@@ -597,7 +581,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
                         / task
                         / ("per_genre_error.md" if task == "popularity" else "most_confused.md"),
                     )
-    write_json(metrics, task_metrics_path(paths, task))
+    write_json(metrics, paths.task_metrics(task))
     write_text(_comparison_markdown(task, metrics, main), paths.reports / task / "comparison.md")
     return metrics
 
@@ -622,10 +606,10 @@ def register_task(
     """Register the selected model as `task`: challenger always; champion only when it beats the champion."""
     spec = TASK_SPECS[task]
     main = params.split.protocol
-    metrics = read_json(task_metrics_path(paths, task))
+    metrics = read_json(paths.task_metrics(task))
     selected = metrics["selected"]
     challenger_metrics = metrics[main][selected]
-    model: TaskModel = mlflow.sklearn.load_model(str(models_dir(paths, task) / main / selected))
+    model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(task) / main / selected))
     tracks, splits = _load(paths)
     holdout = _rows(tracks, splits, params, task, main, "test")
 
@@ -665,7 +649,7 @@ def register_task(
         [{"protocol": p, "family": fam, **m} for p in PROTOCOLS for fam, m in metrics[p].items()]
     )
     client.log_table(run_id, data=comparison, artifact_file="comparison_table.json")
-    for artifact in (task_metrics_path(paths, task), models_dir(paths, task) / "selection.json"):
+    for artifact in (paths.task_metrics(task), paths.task_models(task) / "selection.json"):
         client.log_artifact(run_id, str(artifact), "pipeline")
     if (paths.reports / task).is_dir():
         client.log_artifacts(run_id, str(paths.reports / task), "reports")
@@ -718,5 +702,5 @@ def register_task(
         "champion_score": champion_score,
         "champion_version": version if decision.promote else (str(champion.version) if champion else None),
     }
-    write_json(summary, registration_path(paths, task))
+    write_json(summary, paths.task_registration(task))
     return summary

@@ -58,21 +58,18 @@ class ProjectPaths:
     def splits(self) -> Path:
         return self.root / "data" / "splits" / "splits.parquet"
 
-    @property
-    def model_dir(self) -> Path:
-        return self.root / "data" / "models" / "popularity"
+    # Per task (popularity, genre, hit).
+    def tuning(self, task: str) -> Path:
+        return self.root / "data" / "tuning" / task
 
-    @property
-    def predictions(self) -> Path:
-        return self.root / "data" / "evaluation" / "holdout_predictions.parquet"
+    def task_models(self, task: str) -> Path:
+        return self.root / "data" / "models" / task
 
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics" / "popularity.json"
+    def task_metrics(self, task: str) -> Path:
+        return self.root / "metrics" / f"{task}.json"
 
-    @property
-    def registration(self) -> Path:
-        return self.root / "data" / "registry" / "registration.json"
+    def task_registration(self, task: str) -> Path:
+        return self.root / "data" / "registry" / f"{task}.json"
 
     @property
     def reports(self) -> Path:
