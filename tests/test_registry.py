@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -56,3 +57,21 @@ def test_register_aliases_and_manual_promotion(client: MlflowClient, tmp_path: P
     with pytest.raises(MlflowException):
         registry.promote_by_hand(client, "popularity", "99", "ana", "typo")
     assert str(client.get_model_version_by_alias("popularity", "champion").version) == versions[1]
+
+
+def test_inputs_are_conformed_to_an_older_champions_signature(client: MlflowClient, tmp_path: Path) -> None:
+    # A champion logged when integer columns were declared as doubles must still score raw integer rows.
+    tracks = synthetic_tracks(300)
+    model = fit_popularity_model(tracks, LightGBMParams(n_estimators=10), seed=0)
+    as_doubles = model_inputs(tracks.head(5)).astype({"duration_ms": "float64", "key": "float64"})
+    experiment = registry.ensure_experiment(client, "old", tmp_path / "artifacts")
+    run_id = registry.start_run(client, experiment, "train")
+    _, uri = registry.log_and_register(client, run_id, model, as_doubles, "popularity", {})
+    loaded = mlflow.pyfunc.load_model(uri)
+    raw = model_inputs(tracks.head(20))
+    assert raw["duration_ms"].dtype == "int64"
+    with pytest.raises(MlflowException):
+        loaded.predict(raw)
+    predictions = loaded.predict(registry.conform_to_signature(raw, loaded))
+    assert len(predictions) == 20
+    assert raw["duration_ms"].dtype == "int64"  # the caller's frame is not touched
