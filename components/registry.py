@@ -106,6 +106,9 @@ def save_sklearn_model(model: Any, path: Path, input_example: pd.DataFrame) -> N
     )
 
 
+_TIE_TOLERANCE = 1e-9
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
@@ -127,7 +130,8 @@ def decide_promotion(
         return PromotionDecision(True, "no champion yet", challenger, None)
     gain = champion - challenger if lower_is_better else challenger - champion
     comparison = f"challenger {metric} {challenger:.4f} vs champion {champion:.4f}"
-    if gain > margin:
+    # Parallel tree ensembles sum in thread order: the same model can score 1e-15 apart. That is a tie.
+    if gain > margin + _TIE_TOLERANCE:
         return PromotionDecision(
             True, f"promoted: {comparison} (better by more than {margin})", challenger, champion
         )

@@ -142,4 +142,4 @@ def test_same_data_and_params_give_the_same_model(trained_project: Path) -> None
     for protocol in ("artist", "track"):
         assert after[protocol].keys() == before[protocol].keys()
         for family, values in before[protocol].items():
-            assert after[protocol][family] == pytest.approx(values, rel=1e-9)
+            assert after[protocol][family] == pytest.approx(values, rel=1e-5)

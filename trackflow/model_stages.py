@@ -549,6 +549,14 @@ def _feature_importance(model: TaskModel) -> pd.Series | None:
     return pd.Series(np.asarray(values, dtype="float64"), index=names) if len(names) == len(values) else None
 
 
+def _rounded(value: Any, digits: int = 6) -> Any:
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return value
+
+
 def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Every fitted family (and the blend) on the untouched holdout of each protocol."""
     tracks, splits = _load(paths)
@@ -581,9 +589,10 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
                         / task
                         / ("per_genre_error.md" if task == "popularity" else "most_confused.md"),
                     )
-    write_json(metrics, paths.task_metrics(task))
+    # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
+    write_json(_rounded(metrics), paths.task_metrics(task))
     write_text(_comparison_markdown(task, metrics, main), paths.reports / task / "comparison.md")
-    return metrics
+    return _rounded(metrics)
 
 
 # --- register ---
