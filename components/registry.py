@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -64,6 +65,14 @@ def log_flat(
         client.log_metric(run_id, key, float(value))
 
 
+def _signature(model: Any, input_example: pd.DataFrame) -> Any:
+    with warnings.catch_warnings():
+        # Integer inputs are deliberate: they match the dataset's raw columns (see modeling.model_inputs);
+        # MLflow's hint about missing integers would otherwise repeat for every model saved.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        return infer_signature(input_example, model.predict(input_example))
+
+
 # What a logged model needs at load time. Listed, not inferred: MLflow's inference starts a subprocess that
 # re-imports the model (about 5 s a model).
 _RUNTIME_PACKAGES = (
@@ -93,7 +102,7 @@ def pip_requirements() -> tuple[str, ...]:
 
 def save_sklearn_model(model: Any, path: Path, input_example: pd.DataFrame) -> None:
     """Save a fitted pipeline as an MLflow model folder (signature, input example, our code inside)."""
-    signature = infer_signature(input_example, model.predict(input_example))
+    signature = _signature(model, input_example)
     mlflow.sklearn.save_model(
         model,
         str(path),
@@ -164,7 +173,7 @@ def log_and_register(
     tags: Mapping[str, str],
 ) -> tuple[str, str]:
     """Log `model` to `run_id` and register a new version of `model_name`; returns (version, model_uri)."""
-    signature = infer_signature(input_example, model.predict(input_example))
+    signature = _signature(model, input_example)
     # log_model needs an active run; it is scoped to this call and to the explicit run id.
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
