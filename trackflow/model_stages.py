@@ -31,7 +31,7 @@ from components.evaluation import (
     per_genre_error,
     regression_metrics,
 )
-from components.features import TrackFeaturizer
+from components.features import TrackFeaturizer, popularity_balanced_weights
 from components.io import atomic_dir, atomic_path, read_json, write_json, write_text
 from components.params import Params
 from components.split import split_frames
@@ -361,6 +361,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         if blend_scores[BLEND] < best_single:
             selection["selected"] = BLEND
     fit_seconds: dict[str, dict[str, float]] = {}
+    train_rows: dict[str, int] = {}
     with atomic_dir(paths.task_models(task)) as staging:
         for protocol in protocols(params):
             data = _sample(
@@ -368,15 +369,14 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                 profile.max_train_rows,
                 params.train.seed,
             )
+            train_rows[protocol] = len(data.y)
+            weights = None
+            if task == "popularity" and params.train.balanced_weights:
+                weights = popularity_balanced_weights(data.y)
             fitted = {}
             for entry in ranked:
                 family = FAMILIES[entry["family"]]
                 started = time.perf_counter()
-                weights = None
-                if task == "popularity" and params.train.balanced_weights:
-                    from components.features import popularity_balanced_weights
-
-                    weights = popularity_balanced_weights(data.y)
                 pipeline = fit_final(
                     family,
                     kind,
@@ -403,12 +403,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                 blend = TaskModel(task, BlendModel(members, kind), classes, BLEND)
                 _save(blend, staging / protocol / BLEND, data)
         selection["fit_seconds"] = fit_seconds
-        selection["train_rows"] = {
-            p: int(
-                min(len(_rows(tracks, splits, params, task, p, "train").y), profile.max_train_rows or 10**12)
-            )
-            for p in protocols(params)
-        }
+        selection["train_rows"] = train_rows
         write_json(selection, staging / "selection.json")
     plots = paths.reports / task / "tuning"
     plots.mkdir(parents=True, exist_ok=True)  # a DVC output, even when a study is too small to plot
