@@ -116,15 +116,20 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 @flow(name="training", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
-def training(root: str = ".", fetch: bool = False, profile: str | None = None) -> dict[str, Any]:
-    """The training DAG; the families of one task are tuned as parallel tasks."""
+def training(
+    root: str = ".", fetch: bool = False, profile: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """The training DAG; the families of one task are tuned as parallel tasks. `reason` says why it runs
+    (drift monitoring passes the drifted columns and their scores); it is recorded on the MLflow run."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
     params = _params(paths, profile)
     client, experiment_id = stages.mlflow_client(paths, params)
-    parent = registry.start_run(
-        client, experiment_id, "training-flow", tags={"runner": "prefect", "profile": params.train.profile}
-    )
+    tags = {"runner": "prefect", "profile": params.train.profile, "trigger": "drift" if reason else "request"}
+    if reason:
+        tags["retrain_reason"] = reason[:5000]  # MLflow tag values are bounded
+        logger.warning("retraining: %s", reason)
+    parent = registry.start_run(client, experiment_id, "training-flow", tags=tags)
     result: dict[str, Any] = {"mlflow_parent_run_id": parent, "tasks": {}}
     try:
         if fetch:

@@ -99,3 +99,33 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+TRAINED_TASKS = ("popularity", "genre", "hit")
+
+
+@pytest.fixture(scope="session")
+def trained_project(
+    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, prefect_harness: None
+) -> Iterator[Path]:
+    """One real training flow run (every task, two families, tiny budget) on the real sample, shared by the
+    modules that need champions. Modules that change its registry run last (test_training_flow) or work
+    on a copy (see copy_project)."""
+    from flows.training import training
+
+    root = make_project(tmp_path_factory.mktemp("flow"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("TRACKS_CSV", str(sample_csv))
+        result = training(root=str(root), fetch=True)
+        selected = {t: result["tasks"][t]["evaluate"]["selected"] for t in TRAINED_TASKS}
+        (root / "result.yaml").write_text(yaml.safe_dump({"selected": selected}))
+        yield root
+
+
+def copy_project(source: Path, parent: Path) -> Path:
+    """A copy of a project root (data, params, MLflow store) to change without touching the original. The
+    copied store's runs still point at the original's artifact folder, which is only read."""
+    target = parent / "project-copy"
+    shutil.copytree(source, target)
+    return target

@@ -3,41 +3,21 @@ every task, two model families and a tiny tuning budget."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from components.io import read_json
-from flows.training import training
-from tests.conftest import make_project
 from trackflow import model_stages, stages
 from trackflow.cli import app
 from trackflow.paths import ProjectPaths
 
 TASK_NAMES = ("popularity", "genre", "hit")
-
-
-@pytest.fixture(scope="module")
-def trained_project(
-    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, prefect_harness: None
-) -> Iterator[Path]:
-    """One real flow run shared by the tests of this module (it is the slow part)."""
-    root = make_project(tmp_path_factory.mktemp("flow"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("TRACKS_CSV", str(sample_csv))
-        result = training(root=str(root), fetch=True)
-        (root / "result.yaml").write_text(
-            yaml.safe_dump({"selected": {t: result["tasks"][t]["evaluate"]["selected"] for t in TASK_NAMES}})
-        )
-        yield root
 
 
 def _client(root: Path) -> MlflowClient:

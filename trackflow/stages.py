@@ -62,10 +62,14 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
+# A tracking URI in the environment when the process starts overrides params.yaml. It is read once, here:
+# mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI itself (for subprocesses), so a later read would take
+# the store of the last project this process used for the user's choice.
+_TRACKING_URI_OVERRIDE = os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 def mlflow_client(paths: ProjectPaths, params: Params) -> tuple[MlflowClient, str]:
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or registry.resolve_tracking_uri(
-        params.mlflow.tracking_uri, paths.root
-    )
+    uri = _TRACKING_URI_OVERRIDE or registry.resolve_tracking_uri(params.mlflow.tracking_uri, paths.root)
     mlflow.set_tracking_uri(uri)  # log_model resolves the store globally
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id = registry.ensure_experiment(

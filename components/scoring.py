@@ -1,0 +1,120 @@
+"""Batch scoring with the registered champions: raw rows in, one predictions row per input row out.
+
+The champions are MLflow pyfunc models with the preprocessing inside, so scoring hands them the raw columns of
+the dataset. A scoring batch has no labels, and `track_genre` is a label (of the genre task) that the
+popularity and hit models also take as an input: when the genre champion exists its top-1 prediction fills
+that input, otherwise the genre is unknown (the models then impute by the global medians), and the column
+`genre_input` says which it was for every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.schema import LABEL_COLUMNS
+
+# The prediction column of each task.
+PREDICTION_COLUMNS: dict[str, str] = {
+    "popularity": "predicted_popularity",
+    "hit": "hit_probability",
+    "genre": "predicted_genre",
+}
+KEY_COLUMNS: tuple[str, ...] = ("track_id", "artists", "track_name")
+# Genre first: its prediction is an input of the other two.
+SCORING_ORDER: tuple[str, ...] = ("genre", "popularity", "hit")
+# The outlier model of discovery (`outliers@champion`), when registered: an outlier score and flag per row,
+# so that a batch's share of odd or broken tracks is visible beside its predictions.
+OUTLIERS = "outliers"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded `models:/<task>@champion` and where it came from."""
+
+    task: str
+    version: str
+    run_id: str
+    model: Any  # mlflow.pyfunc.PyFuncModel
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.task}/{self.version}"
+
+
+def conform_to_signature(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
+    # Imported here: components.registry pulls in MLflow's client, which plain scoring does not need.
+    from components.registry import conform_to_signature as conform
+
+    return conform(frame, model)
+
+
+def _model_columns(model: Any, available: pd.DataFrame) -> pd.DataFrame:
+    """The input columns the model's signature names, in its order (all of them if it has none)."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return available
+    names = schema.input_names()
+    missing = [n for n in names if n not in available.columns]
+    if missing:
+        raise KeyError(f"the batch lacks input column(s) {missing} that the model needs")
+    return available[names]
+
+
+def plain_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numpy dtypes, as the models were logged with: integers stay int64 when complete, text is object."""
+    from components.modeling import model_inputs
+
+    return model_inputs(frame, list(frame.columns))
+
+
+def score_rows(
+    rows: pd.DataFrame, champions: Mapping[str, Champion], scored_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Predictions for `rows` (raw dataset columns, labels ignored) from every champion given.
+
+    Returns a new frame: the key columns, one prediction column per task, `genre_input`, the model version and
+    run id per task, `outlier_score` and `is_outlier` when the outlier model is given, and `scored_at`. The
+    input frame is not modified.
+    """
+    inputs = plain_inputs(rows.drop(columns=[c for c in LABEL_COLUMNS if c in rows.columns]))
+    out = pd.DataFrame({key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns})
+    genre_input = pd.Series([None] * len(rows), dtype=object)
+    source = "unknown"
+    for task in SCORING_ORDER:
+        champion = champions.get(task)
+        if champion is None:
+            continue
+        frame = inputs if task == "genre" else inputs.assign(track_genre=genre_input.to_numpy())
+        frame = conform_to_signature(_model_columns(champion.model, frame), champion.model)
+        predicted = np.asarray(champion.model.predict(frame))
+        if task == "genre":
+            genre_input = pd.Series(predicted, dtype=object)
+            source = "predicted"
+            out[PREDICTION_COLUMNS[task]] = predicted.astype(object)
+        else:
+            out[PREDICTION_COLUMNS[task]] = predicted.astype("float64")
+        out[f"{task}_model_version"] = champion.version
+        out[f"{task}_run_id"] = champion.run_id
+    out["genre_input"] = source
+    outliers = champions.get(OUTLIERS)
+    if outliers is not None:
+        frame = conform_to_signature(_model_columns(outliers.model, inputs), outliers.model)
+        flagged = pd.DataFrame(outliers.model.predict(frame))
+        out["outlier_score"] = flagged["outlier_score"].to_numpy(dtype="float64")
+        out["is_outlier"] = flagged["is_outlier"].to_numpy(dtype=bool)
+        out[f"{OUTLIERS}_model_version"] = outliers.version
+        out[f"{OUTLIERS}_run_id"] = outliers.run_id
+    out["scored_at"] = scored_at
+    return out
+
+
+def iter_chunks(frame: pd.DataFrame, chunk_rows: int) -> list[pd.DataFrame]:
+    """Consecutive row slices of at most `chunk_rows` rows (views, not copies)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return [frame.iloc[start : start + chunk_rows] for start in range(0, len(frame), chunk_rows)]

@@ -1,0 +1,66 @@
+"""Drift monitoring: the latest scored batch (or the one named) and its predictions against the champions'
+training data (Evidently), report under reports/drift/ and in MLflow; when the drifted share of input
+columns reaches `drift.retrain_share`, retraining runs: the training deployment when a Prefect server has
+one, else the training flow in this process. The reason is recorded on the new training run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.deployments import deployment_exists, retrain_deployment
+from flows.training import training
+from trackflow import scoring_stages, stages
+from trackflow.paths import ProjectPaths
+
+
+@task(name="drift_check", cache_policy=NO_CACHE)
+def drift_check_task(root: str, batch: str | None) -> dict[str, Any]:
+    paths = ProjectPaths.at(root)
+    return scoring_stages.drift_check(paths, stages.params_for(paths), batch)
+
+
+def trigger_retraining(root: str, reason: str) -> dict[str, Any]:
+    """Run the training deployment on its workers when a server has it; else train in this process."""
+    logger = get_run_logger()
+    name = retrain_deployment(root)
+    if deployment_exists(name):
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(name, parameters={"reason": reason}, timeout=0)
+        logger.warning("retraining: started deployment %s, flow run %s", name, run.id)
+        return {"mode": "deployment", "deployment": name, "flow_run_id": str(run.id)}
+    logger.warning("retraining in this process (no %s deployment on a Prefect server)", name)
+    result = training(root=root, reason=reason)
+    return {"mode": "in-process", "mlflow_parent_run_id": result["mlflow_parent_run_id"]}
+
+
+@flow(name="drift_monitoring", log_prints=True)
+def drift_monitoring(
+    root: str = ".", batch: str | None = None, retrain: bool | None = None
+) -> dict[str, Any]:
+    """`retrain` overrides params.yaml drift.retrain (None: use params)."""
+    logger = get_run_logger()
+    paths = ProjectPaths.at(root)
+    params = stages.params_for(paths)
+    summary = drift_check_task(root, batch)
+    drifted = ", ".join(summary["drifted_columns"]) or "none"
+    print(
+        f"{summary['batch']}: {len(summary['drifted_columns'])} of {len(summary['columns'])} input columns "
+        f"drifted ({drifted}), prediction drift: {', '.join(summary['drifted_predictions']) or 'none'}; "
+        f"report {summary['report_path']}"
+    )
+    allowed = params.drift.retrain if retrain is None else retrain
+    if summary["retrain"] and allowed:
+        logger.warning("%s", summary["retrain_reason"])
+        summary["retraining"] = trigger_retraining(root, summary["retrain_reason"])
+    elif summary["retrain"]:
+        logger.warning("retraining is due but disabled: %s", summary["retrain_reason"])
+    return summary
+
+
+if __name__ == "__main__":
+    drift_monitoring()

@@ -1,0 +1,487 @@
+"""Batch scoring, drift monitoring and batch simulation as stages: file in, files out, a JSON summary back.
+
+Called by flows/batch_scoring.py and flows/drift_monitoring.py (Prefect) and by the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from components import registry
+from components.drift import (
+    DriftResult,
+    drift_report,
+)
+from components.ingest import IngestError, type_columns
+from components.io import atomic_path, read_json, write_json, write_parquet, write_text
+from components.params import Params
+from components.schema import INDEX_COLUMN, RAW_SCHEMA
+from components.scoring import OUTLIERS, PREDICTION_COLUMNS, Champion, score_rows
+from components.simulate import Shift, simulate_batch
+from components.split import split_frames
+from components.tasks import TASKS
+from components.validation import DataValidationError, SuiteConfig, load_suite, validate_tracks
+from trackflow.paths import ProjectPaths
+from trackflow.stages import git_commit, mlflow_client, params_hash
+
+log = logging.getLogger("trackflow.scoring")
+BATCH_SUFFIXES = (".parquet", ".csv.gz", ".csv")
+SUITE = Path("configs") / "expectations" / "tracks.yaml"
+ROW_NUMBER = "source_row"
+
+
+class ScoringError(RuntimeError):
+    """Nothing to score, or no champion to score with."""
+
+
+def batch_name(path: Path) -> str:
+    name = path.name
+    for suffix in BATCH_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    raise ScoringError(f"{path}: not a batch file (expected one of {', '.join(BATCH_SUFFIXES)})")
+
+
+def incoming_dir(paths: ProjectPaths, params: Params) -> Path:
+    return paths.root / params.score.incoming_dir
+
+
+def pending_batches(paths: ProjectPaths, params: Params) -> list[Path]:
+    """Batch files in the incoming folder without predictions, or changed since they were scored."""
+    folder = incoming_dir(paths, params)
+    if not folder.is_dir():
+        return []
+    pending = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not path.name.endswith(BATCH_SUFFIXES) or path.name.startswith("."):
+            continue
+        output = paths.predictions(batch_name(path))
+        if not output.exists() or output.stat().st_mtime < path.stat().st_mtime:
+            pending.append(path)
+    return pending
+
+
+# --- reading ---
+def _text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The batch as text frames of at most `chunk_rows` rows, read without holding the file in memory."""
+    if path.name.endswith(".parquet"):
+        try:
+            source = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise IngestError(f"{path}: not a readable parquet file ({exc})") from exc
+        for record_batch in source.iter_batches(batch_size=chunk_rows):
+            yield record_batch.to_pandas().astype("string")
+        return
+    expected = {name: pa.string() for name in [INDEX_COLUMN, *RAW_SCHEMA.names]}
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            convert_options=pacsv.ConvertOptions(
+                column_types=expected, strings_can_be_null=True, null_values=[""]
+            ),
+        )
+        pending: list[pd.DataFrame] = []
+        held = 0
+        for record_batch in reader:
+            pending.append(record_batch.to_pandas().astype("string"))
+            held += len(pending[-1])
+            while held >= chunk_rows:
+                joined = pd.concat(pending, ignore_index=True)
+                yield joined.iloc[:chunk_rows]
+                rest = joined.iloc[chunk_rows:]
+                pending, held = ([rest] if len(rest) else []), len(rest)
+        if held:
+            yield pd.concat(pending, ignore_index=True)
+    except pa.ArrowInvalid as exc:
+        raise IngestError(f"{path}: not a readable CSV table ({exc})") from exc
+
+
+def _typed(text: pd.DataFrame, first_row: int) -> pd.DataFrame:
+    # The upstream index column leaks the genre: dropped here as at ingest.
+    text = text.drop(columns=[c for c in (INDEX_COLUMN, "Unnamed: 0") if c in text.columns])
+    typed, _ = type_columns(text.reset_index(drop=True))
+    typed.insert(0, ROW_NUMBER, np.arange(first_row, first_row + len(typed), dtype=np.int64))
+    return typed
+
+
+def scoring_suite(paths: ProjectPaths, nullable_columns: Sequence[str] = ()) -> SuiteConfig:
+    """The scoring variant of the expectation suite; `nullable_columns` may be missing (values a source
+    could not measure, such as audio features without an estimator: the models impute them)."""
+    suite = load_suite(paths.root / SUITE, for_scoring=True)
+    unknown = sorted(set(nullable_columns) - set(suite.required_columns))
+    if unknown:
+        raise ValueError(f"nullable_columns {unknown} are not columns of the scoring suite")
+    columns = tuple(
+        dataclasses.replace(rule, nullable=True) if rule.name in nullable_columns else rule
+        for rule in suite.columns
+    )
+    return dataclasses.replace(suite, columns=columns)
+
+
+# --- champions ---
+def load_champions(
+    paths: ProjectPaths, params: Params, tasks: Sequence[str] = (*TASKS, OUTLIERS)
+) -> dict[str, Champion]:
+    """`models:/<name>@champion` for each of `tasks` that has one (the outlier model included)."""
+    client, _ = mlflow_client(paths, params)
+    champions = {}
+    for task in tasks:
+        version = registry.champion_version(client, task)
+        if version is None:
+            continue
+        model = mlflow.pyfunc.load_model(f"models:/{task}/{version.version}")
+        champions[task] = Champion(task, str(version.version), str(version.run_id), model)
+    return champions
+
+
+# --- scoring ---
+def _reject(paths: ProjectPaths, name: str, source: Path | None, error: Exception) -> Path:
+    """Keep a bad batch aside for inspection (moved out of the incoming folder, never deleted)."""
+    folder = paths.rejected(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    if source is not None and source.exists():
+        shutil.move(str(source), folder / source.name)
+    details: dict[str, Any] = {"batch": name, "error": str(error), "rejected_at": pd.Timestamp.now("UTC")}
+    if isinstance(error, DataValidationError):
+        details["summary"] = error.summary
+        if error.report_html:
+            write_text(error.report_html, folder / "validation_report.html")
+    write_json(details, folder / "rejection.json")
+    return folder
+
+
+def _score_chunks(
+    paths: ProjectPaths,
+    params: Params,
+    chunks: Iterator[pd.DataFrame],
+    name: str,
+    source: Path | None,
+    nullable_columns: Sequence[str] = (),
+    champions: dict[str, Champion] | None = None,
+    move_rejected: bool = True,
+) -> dict[str, Any]:
+    champions = champions if champions is not None else load_champions(paths, params)
+    if not set(champions) & set(TASKS):
+        raise ScoringError("no champion is registered: run training (`make run`) or promote a model first")
+    suite = scoring_suite(paths, nullable_columns)
+    gate = params.validation.model_copy(update={"min_rows": params.score.min_rows})
+    scored_at = pd.Timestamp.now("UTC")
+    started = time.perf_counter()
+    rows_in = rows_scored = 0
+    outlier_count: int | None = None
+    quarantined: list[pd.DataFrame] = []
+    writer: pq.ParquetWriter | None = None
+    destination = paths.predictions(name)
+    try:
+        with atomic_path(destination, ".parquet") as tmp:
+            for text in chunks:
+                typed = _typed(text, first_row=rows_in + 2)
+                rows_in += len(typed)
+                outcome = validate_tracks(typed, suite, gate, columns_in_file=list(text.columns))
+                if len(outcome.quarantined):
+                    quarantined.append(outcome.quarantined)
+                predictions = score_rows(outcome.valid, champions, scored_at)
+                # The gate keeps valid rows in file order: their line numbers are the ones not quarantined.
+                lines = typed[ROW_NUMBER]
+                valid_lines = lines[~lines.isin(outcome.quarantined[ROW_NUMBER])].to_numpy()
+                predictions.insert(0, ROW_NUMBER, valid_lines)
+                table = pa.Table.from_pandas(predictions, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                rows_scored += len(predictions)
+                if "is_outlier" in predictions:
+                    outlier_count = (outlier_count or 0) + int(predictions["is_outlier"].sum())
+                elapsed = time.perf_counter() - started
+                log.info("%s: %s rows scored (%.0f rows/s)", name, f"{rows_scored:,}", rows_scored / elapsed)
+            if writer is None:
+                raise DataValidationError(f"batch {name} has no rows", [], summary={"rows_in": 0})
+            writer.close()
+            writer = None
+    except (DataValidationError, IngestError) as exc:
+        if writer is not None:
+            writer.close()
+        kept = _reject(paths, name, source if move_rejected else None, exc)
+        raise DataValidationError(
+            f"batch {name} rejected, nothing written; the batch is kept in {kept}: {exc}",
+            getattr(exc, "failures", []),
+            summary=getattr(exc, "summary", None),
+            report_html=getattr(exc, "report_html", None),
+        ) from exc
+    if quarantined:
+        write_parquet(pd.concat(quarantined, ignore_index=True), paths.scoring_quarantine(name))
+    seconds = time.perf_counter() - started
+    summary = {
+        "batch": name,
+        "source": str(source) if source is not None else None,
+        "predictions_path": str(destination),
+        "rows_in": rows_in,
+        "rows_scored": rows_scored,
+        "rows_quarantined": rows_in - rows_scored,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows_scored / seconds, 1) if seconds > 0 else None,
+        "models": {
+            task: {"name": c.task, "version": c.version, "run_id": c.run_id, "uri": c.uri}
+            for task, c in champions.items()
+        },
+        "prediction_columns": [PREDICTION_COLUMNS[t] for t in champions if t in PREDICTION_COLUMNS],
+        "outliers": outlier_count,
+        "outlier_share": round(outlier_count / rows_scored, 6)
+        if outlier_count is not None and rows_scored
+        else None,
+        "scored_at": scored_at.isoformat(),
+    }
+    write_json(summary, paths.predictions_summary(name))
+    log.info(
+        "%s: %s of %s rows scored in %.1f s (%.0f rows/s) with %s",
+        name,
+        f"{rows_scored:,}",
+        f"{rows_in:,}",
+        seconds,
+        summary["rows_per_s"] or 0,
+        ", ".join(f"{t} v{c.version}" for t, c in champions.items()),
+    )
+    return summary
+
+
+def score_file(
+    paths: ProjectPaths, params: Params, path: Path, champions: dict[str, Champion] | None = None
+) -> dict[str, Any]:
+    """Validate and score one batch file in chunks; its predictions replace any earlier ones whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"batch file {path} does not exist")
+    name = batch_name(path)
+    return _score_chunks(
+        paths, params, _text_chunks(path, params.score.chunk_rows), name, path, (), champions
+    )
+
+
+def score_frame(
+    paths: ProjectPaths,
+    params: Params,
+    frame: pd.DataFrame,
+    batch_name: str,
+    *,
+    nullable_columns: Sequence[str] = (),
+    source: Path | None = None,
+) -> dict[str, Any]:
+    """Validate and score rows already in memory (for example features computed from audio files).
+    `source`, a file holding the same rows, is recorded so that drift monitoring can read them back."""
+    text = frame.astype("string")
+    return _score_chunks(
+        paths, params, iter([text]), batch_name, source, nullable_columns, move_rejected=False
+    )
+
+
+def score_batches(paths: ProjectPaths, params: Params, batch: Path | None = None) -> dict[str, Any]:
+    """Score `batch`, or every pending file of the incoming folder. A rejected batch does not stop the
+    others; the stage fails at the end if any was rejected."""
+    batches = [Path(batch)] if batch is not None else pending_batches(paths, params)
+    if not batches:
+        log.info("nothing to score in %s", incoming_dir(paths, params))
+        return {"scored": [], "rejected": []}
+    champions = load_champions(paths, params)
+    scored, rejected = [], []
+    for path in batches:
+        try:
+            scored.append(score_file(paths, params, path, champions))
+        except DataValidationError as exc:
+            log.error("%s", exc)
+            rejected.append({"batch": batch_name(path), "error": str(exc)[:2000]})
+    if rejected and (batch is not None or not scored):
+        raise DataValidationError(
+            "; ".join(r["error"] for r in rejected), [], summary={"rejected": [r["batch"] for r in rejected]}
+        )
+    if rejected:
+        log.error("%d batch(es) rejected: %s", len(rejected), [r["batch"] for r in rejected])
+    return {"scored": scored, "rejected": rejected}
+
+
+# --- drift ---
+def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= limit:
+        return frame
+    return frame.sample(n=limit, random_state=seed).sort_index()
+
+
+def reference_rows(paths: ProjectPaths, params: Params, side: str = "train") -> pd.DataFrame:
+    """The champion's training rows (`side="train"`: the main protocol's train split of the per-track table)
+    or its holdout rows (`side="test"`)."""
+    tracks = pd.read_parquet(paths.features)
+    splits = pd.read_parquet(paths.splits)
+    train, test = split_frames(tracks, splits, params.split.protocol)
+    return train if side == "train" else test
+
+
+def holdout_predictions(paths: ProjectPaths, params: Params, champions: dict[str, Champion]) -> pd.DataFrame:
+    """The champions' predictions on the holdout rows (out of sample, as on a new batch): the reference of
+    prediction drift. Cached per data, protocol and champion versions."""
+    data_hash = read_json(paths.ingest_meta)["content_hash"][:12]
+    versions = "-".join(f"{t}{c.version}" for t, c in sorted(champions.items()))
+    cache = paths.drift_reference_dir / f"holdout-{data_hash}-{params.split.protocol}-{versions}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    holdout = _sample(reference_rows(paths, params, "test"), params.drift.max_rows, params.drift.seed)
+    log.info("scoring %s holdout rows with the champions (cached in %s)", f"{len(holdout):,}", cache)
+    predictions = score_rows(holdout, champions, pd.Timestamp.now("UTC"))
+    columns = [PREDICTION_COLUMNS[t] for t in champions if t in PREDICTION_COLUMNS]
+    frame = predictions[columns + (["is_outlier"] if "is_outlier" in predictions else [])]
+    write_parquet(frame, cache)
+    return frame
+
+
+def latest_scored_batch(paths: ProjectPaths) -> str:
+    summaries = sorted((paths.root / "data" / "predictions").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        raise ScoringError("no scored batch: run batch scoring (`trackflow score`) first")
+    return summaries[-1].stem
+
+
+def batch_with_predictions(paths: ProjectPaths, params: Params, name: str) -> pd.DataFrame:
+    """A scored batch's valid rows joined with their predictions (by source row)."""
+    summary_path = paths.predictions_summary(name)
+    if not summary_path.exists():
+        raise ScoringError(f"batch {name!r} has not been scored (no {summary_path})")
+    summary = read_json(summary_path)
+    source = summary.get("source")
+    if not source or not Path(source).exists():
+        raise ScoringError(f"batch {name!r}: its source file {source} is gone; drift needs the batch rows")
+    # A batch larger than drift.max_rows is sampled chunk by chunk (seeded), so it never sits whole in memory.
+    keep_share = min(1.0, params.drift.max_rows / max(int(summary["rows_in"]), 1))
+    rng = np.random.default_rng(params.drift.seed)
+    kept, first_row = [], 2  # file lines, as when the batch was scored
+    for text in _text_chunks(Path(source), params.score.chunk_rows):
+        typed = _typed(text, first_row)
+        first_row += len(typed)
+        kept.append(typed if keep_share >= 1 else typed[rng.random(len(typed)) < keep_share])
+    rows = pd.concat(kept, ignore_index=True)
+    predictions = pd.read_parquet(paths.predictions(name))
+    wanted = (*PREDICTION_COLUMNS.values(), "is_outlier")
+    columns = [ROW_NUMBER, *(c for c in wanted if c in predictions)]
+    return rows.merge(predictions[columns], on=ROW_NUMBER, how="inner", validate="one_to_one")
+
+
+def _retrain_reason(name: str, result: DriftResult, params: Params) -> str:
+    scores = ", ".join(f"{c.column} {c.method} {c.score:.3f}" for c in result.features if c.drifted)
+    return (
+        f"drift on batch {name}: {len(result.drifted_columns)} of {len(result.features)} input columns "
+        f"drifted (share {result.drift_share:.2f} >= drift.retrain_share {params.drift.retrain_share:g}): "
+        f"{scores}"
+    )
+
+
+def drift_check(
+    paths: ProjectPaths, params: Params, batch: str | None = None, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Drift of a scored batch (default: the latest) and its predictions against the champion's training
+    data: HTML report and JSON summary under reports/drift/, both logged to MLflow. The summary says
+    whether retraining is due (`retrain`) and why (`retrain_reason`); the flow acts on it."""
+    name = batch or latest_scored_batch(paths)
+    champions = load_champions(paths, params)
+    started = time.perf_counter()
+    current = batch_with_predictions(paths, params, name)
+    reference = _sample(reference_rows(paths, params), params.drift.max_rows, params.drift.seed)
+    holdout = holdout_predictions(paths, params, champions)
+    result = drift_report(
+        reference, current, prediction_reference=holdout, drift_share=params.drift.drift_share
+    )
+    # The outlier model's flag rate on the batch beside its rate on the holdout: a jump means odd or broken
+    # tracks (bad metadata, silence, clips) rather than a shift in taste.
+    outliers = {}
+    if "is_outlier" in current and "is_outlier" in holdout:
+        outliers = {
+            "outlier_share": float(current["is_outlier"].mean()),
+            "reference_outlier_share": float(holdout["is_outlier"].mean()),
+        }
+    seconds = time.perf_counter() - started
+    retrain = result.drift_share >= params.drift.retrain_share
+    summary = {
+        "batch": name,
+        **result.summary(),
+        "dataset_drift": result.drift_share >= params.drift.drift_share,
+        **outliers,
+        "retrain_share": params.drift.retrain_share,
+        "retrain": retrain,
+        "retrain_reason": _retrain_reason(name, result, params) if retrain else None,
+        "champions": {t: c.version for t, c in champions.items()},
+        "seconds": round(seconds, 3),
+        "report_path": str(paths.drift_report(name)),
+    }
+    write_text(result.html, paths.drift_report(name))
+    predictions_report = paths.drift_report(name).with_suffix(".predictions.html")
+    if result.predictions_html is not None:
+        write_text(result.predictions_html, predictions_report)
+        summary["predictions_report_path"] = str(predictions_report)
+    write_json(summary, paths.drift_summary(name))
+
+    client, experiment_id = mlflow_client(paths, params)
+    run_id = registry.start_run(
+        client,
+        experiment_id,
+        f"drift-{name}",
+        parent_run_id,
+        {
+            "stage": "drift",
+            "batch": name,
+            "params_hash": params_hash(params),
+            "git_commit": git_commit(paths.root),
+            "drift_detected": str(result.drift_detected),
+            "retrain": str(retrain),
+        },
+    )
+    metrics = {"drift_share": result.drift_share, "drifted_columns": float(len(result.drifted_columns))}
+    metrics |= outliers
+    metrics |= {f"drift_score_{c.column}": c.score for c in (*result.features, *result.predictions)}
+    registry.log_flat(client, run_id, params={"batch": name, "rows": len(current)}, metrics=metrics)
+    client.log_artifact(run_id, str(paths.drift_report(name)), "drift")
+    client.log_artifact(run_id, str(paths.drift_summary(name)), "drift")
+    if result.predictions_html is not None:
+        client.log_artifact(run_id, str(predictions_report), "drift")
+    client.set_terminated(run_id, "FINISHED")
+    summary["mlflow_run_id"] = run_id
+    log.info(
+        "%s: drift share %.2f (%s), prediction drift %s, %.1f s; retrain: %s",
+        name,
+        result.drift_share,
+        ", ".join(result.drifted_columns) or "no column drifted",
+        summary["drifted_predictions"] or "none",
+        seconds,
+        retrain,
+    )
+    return summary
+
+
+# --- simulation ---
+def simulate(
+    paths: ProjectPaths,
+    params: Params,
+    drift: Shift = "none",
+    rows: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Write an incoming batch built from held-out real rows (the main protocol's test tracks)."""
+    validated = pd.read_parquet(paths.validated_tracks)
+    splits = pd.read_parquet(paths.splits)
+    held_out = set(splits.loc[splits[f"split_{params.split.protocol}"] == "test", "track_id"])
+    pool = validated[validated["track_id"].isin(held_out)]
+    settings = params.simulate if rows is None else params.simulate.model_copy(update={"rows": rows})
+    batch = simulate_batch(pool, drift, settings)
+    name = name or f"simulated-{drift}-{settings.seed}"
+    destination = incoming_dir(paths, params) / f"{name}.parquet"
+    write_parquet(batch, destination)
+    return {"batch": name, "path": str(destination), "rows": len(batch), "drift": drift, "pool": len(pool)}
