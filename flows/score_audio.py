@@ -1,0 +1,62 @@
+"""Audio scoring: a folder of audio files -> features (data/audio/<batch>/, checked with the scoring suite)
+-> the champions' predictions (data/predictions/<batch>.parquet) and a per-file summary.
+
+Run with `trackflow score-audio FOLDER` (ephemeral Prefect, no server needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from trackflow import audio_stages, stages
+from trackflow.paths import ProjectPaths
+
+
+@task(name="extract_audio", cache_policy=NO_CACHE)
+def extract_audio_task(
+    root: str, source: str, batch: str | None, workers: int | None, progress: bool
+) -> dict[str, Any]:
+    paths = ProjectPaths.at(root)
+    return audio_stages.extract_audio(paths, stages.params_for(paths), source, batch, workers, progress)
+
+
+@task(name="score_audio", cache_policy=NO_CACHE)
+def score_audio_task(root: str, batch: str) -> dict[str, Any]:
+    paths = ProjectPaths.at(root)
+    return audio_stages.score_audio(paths, stages.params_for(paths), batch)
+
+
+@flow(name="score_audio", log_prints=True)
+def score_audio(
+    root: str = ".",
+    source: str = ".",
+    batch: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Extract the features of the audio files in `source`, then score them with the champions."""
+    logger = get_run_logger()
+    extracted = extract_audio_task(root, source, batch, workers, progress)
+    logger.info(
+        "%s: %d of %d file(s) extracted (%.1f s of audio, %.1f s of audio per second per core); %d skipped",
+        extracted["batch"],
+        extracted["tracks"],
+        extracted["files"],
+        extracted["analysed_seconds"],
+        extracted["audio_seconds_per_second_per_core"],
+        len(extracted["errors"]),
+    )
+    scored = score_audio_task(root, extracted["batch"])
+    models = ", ".join(f"{t} v{m['version']}" for t, m in scored["models"].items())
+    print(
+        f"{scored['batch']}: {scored['rows_scored']} of {extracted['files']} file(s) scored with {models} "
+        f"-> {scored['predictions_path']} (per file: {scored['files_path']})"
+    )
+    return {"extract": extracted, "score": scored}
+
+
+if __name__ == "__main__":
+    score_audio()
