@@ -1,0 +1,106 @@
+"""Quality: the holdout metrics of every model family for every task under both protocols, as the suite's
+own training run wrote them (metrics/<task>.json, carried in results/training.json), next to published
+results for this dataset (bench/published.yaml: citations, each checked against its quote)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.harness import BenchError, Context, read_results, say
+
+TASKS = ("popularity", "genre", "hit")
+LEAK_VALUES = (True, False, "likely")
+COMPARABLE = ("artist", "track", "none")
+REQUIRED = ("id", "task", "title", "url", "model", "quote", "metrics", "protocol", "leaks", "leak_reasons")
+
+
+def _appears(value: float, quote: str) -> bool:
+    """The number is written in the quote (as 15.0391, 96, 31.6 ...)."""
+    forms = {str(value), f"{value:g}"}
+    if float(value).is_integer():
+        forms.add(str(int(value)))
+    return any(form in quote for form in forms)
+
+
+def load_published(path: Path) -> list[dict[str, Any]]:
+    """The citations, validated: every field present, every number found in its quote."""
+    if not path.is_file():
+        raise BenchError(f"{path}: the published results file is missing")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise BenchError(f"{path}: not valid YAML: {exc}") from exc
+    entries = document.get("sources")
+    if not isinstance(entries, list) or not entries:
+        raise BenchError(f"{path}: expected a non-empty list under `sources:`")
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        name = entry.get("id", f"#{index}") if isinstance(entry, dict) else f"#{index}"
+        if not isinstance(entry, dict):
+            problems.append(f"{name}: not a mapping")
+            continue
+        missing = [key for key in REQUIRED if key not in entry]
+        if missing:
+            problems.append(f"{name}: missing {missing}")
+            continue
+        if name in seen:
+            problems.append(f"{name}: duplicate id")
+        seen.add(name)
+        if entry["task"] not in TASKS:
+            problems.append(f"{name}: task {entry['task']!r} is not one of {TASKS}")
+        if not str(entry["url"]).startswith("https://"):
+            problems.append(f"{name}: url must be an https address, got {entry['url']!r}")
+        if entry["leaks"] not in LEAK_VALUES:
+            problems.append(f"{name}: leaks must be true, false or likely, got {entry['leaks']!r}")
+        reasons = entry["leak_reasons"]
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            problems.append(f"{name}: leak_reasons must be a list of sentences (quote one with a colon)")
+        if entry.get("comparable_to", "none") not in COMPARABLE:
+            problems.append(f"{name}: comparable_to must be one of {COMPARABLE}")
+        metrics = entry["metrics"]
+        if not isinstance(metrics, dict) or not metrics:
+            problems.append(f"{name}: metrics must be a non-empty mapping")
+            continue
+        for metric, value in metrics.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                problems.append(f"{name}: metric {metric} is not a number ({value!r})")
+            elif not _appears(value, str(entry["quote"])):
+                problems.append(f"{name}: {metric} = {value} does not appear in its quote")
+    if problems:
+        raise BenchError(f"{path}: " + "; ".join(problems))
+    return entries
+
+
+def _same_metrics(a: Any, b: Any, rel: float = 1e-6) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_metrics(a[k], b[k], rel) for k in a)
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    training = read_results(ctx.results).get("training")
+    if training is None or training["status"] != "ok":
+        raise BenchError(
+            "no successful training result in this results folder: run the training section first"
+        )
+    runs = training["data"]["runs"]
+    metrics = runs["flow"]["metrics"]
+    published = load_published(ctx.repo / "bench" / "published.yaml")
+    same = {task: _same_metrics(metrics[task], runs["direct"]["metrics"].get(task)) for task in metrics}
+    say(f"quality: {len(metrics)} tasks from the flow run; {len(published)} published results cited")
+    return {
+        "source": "flow",
+        "metrics": metrics,
+        "same_in_direct_run": same,
+        "budget": runs["flow"].get("params", {}),
+        "tracks": runs["flow"]["tracks"],
+        "published": published,
+        "training_measured_at": training["measured_at"],
+    }

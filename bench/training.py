@@ -1,0 +1,277 @@
+"""The training DAG on the whole dataset with the default budget, twice: as the Prefect flow
+(`flows.training.training`, what `make run` runs) and as the same stage functions called directly in one
+Python process, in the same order and with the same 2-thread pool for the tuning of one task's families.
+
+Each run is one child process in a fresh copy of the project (no Optuna study to resume, an empty MLflow
+store). Wall time per stage comes from the stage functions themselves, timed the same way in both modes.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Context, run_job, say
+from bench.project import copy_root, make_base
+
+# The flow's task runner: ThreadPoolTaskRunner(max_workers=2); the direct run uses the same pool size.
+TUNE_THREADS = 2
+DATA_STAGES = ("ingest", "validate", "featurize", "split")
+TASK_STAGES = ("tune", "fit", "evaluate", "register")
+
+
+class StageClock:
+    """Wraps the stage functions (module attributes, which both runners look up at call time) to record
+    when each call started and ended. Thread-safe: the tuning of one task's families runs on two threads."""
+
+    def __init__(self) -> None:
+        self.origin = time.perf_counter()
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from trackflow import model_stages, stages
+
+        for name in DATA_STAGES:
+            self._wrap(stages, name, name)
+        for name, label in (
+            ("tune_family", "tune"),
+            ("fit_task", "fit"),
+            ("evaluate_task", "evaluate"),
+            ("register_task", "register"),
+        ):
+            self._wrap(model_stages, name, label)
+
+    def _wrap(self, module: Any, name: str, label: str) -> None:
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def timed(paths: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            ok = False
+            try:
+                result = original(paths, params, *args, **kwargs)
+                ok = True
+                return result
+            finally:
+                record = {
+                    "stage": label,
+                    "task": kwargs.get("task", args[0] if args and label in TASK_STAGES else None),
+                    "family": kwargs.get(
+                        "family_name", args[1] if label == "tune" and len(args) > 1 else None
+                    ),
+                    "start_s": start - self.origin,
+                    "end_s": time.perf_counter() - self.origin,
+                    "ok": ok,
+                }
+                with self._lock:
+                    self.records.append(record)
+
+        setattr(module, name, timed)
+
+
+def direct_training(root: str) -> dict[str, Any]:
+    """flows/training.py's `training` without Prefect: the same stage calls, order, MLflow parent run and
+    tuning pool, one Python process."""
+    from components import registry
+    from trackflow import model_stages, stages
+    from trackflow.paths import ProjectPaths
+
+    paths = ProjectPaths.at(root)
+    params = stages.params_for(paths)
+    client, experiment_id = stages.mlflow_client(paths, params)
+    tags = {"runner": "direct", "profile": params.train.profile, "trigger": "benchmark"}
+    parent = registry.start_run(client, experiment_id, "training-direct", tags=tags)
+    result: dict[str, Any] = {"mlflow_parent_run_id": parent, "tasks": {}}
+    try:
+        result["ingest"] = stages.ingest(paths, stages.params_for(paths))
+        result["validate"] = stages.validate(paths, stages.params_for(paths), parent)
+        result["featurize"] = stages.featurize(paths, stages.params_for(paths))
+        result["split"] = stages.split(paths, stages.params_for(paths))
+        with ThreadPoolExecutor(max_workers=TUNE_THREADS) as pool:
+            for task_name in params.train.tasks:
+                futures = {
+                    family: pool.submit(
+                        model_stages.tune_family, paths, stages.params_for(paths), task_name, family, parent
+                    )
+                    for family in params.train.families
+                }
+                tuned, failed = [], {}
+                for family, future in futures.items():
+                    try:
+                        future.result()
+                        tuned.append(family)
+                    except Exception as exc:  # as in the flow: one family failing does not stop the rest
+                        failed[family] = f"{type(exc).__name__}: {exc}"
+                if not tuned:
+                    raise model_stages.TrainingError(f"every family failed for task {task_name}: {failed}")
+                fit_params = stages.params_for(paths)
+                fit_params = fit_params.model_copy(
+                    update={"train": fit_params.train.model_copy(update={"families": tuple(tuned)})}
+                )
+                model_stages.fit_task(paths, fit_params, task_name)
+                evaluated = model_stages.evaluate_task(paths, stages.params_for(paths), task_name)
+                registered = model_stages.register_task(paths, stages.params_for(paths), task_name, parent)
+                result["tasks"][task_name] = {"evaluate": evaluated, "register": registered, "failed": failed}
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED")
+    return result
+
+
+def warm_up_prefect() -> float:
+    """Seconds to start Prefect's ephemeral API and run an empty flow: paid once per process."""
+    from prefect import flow
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> int:
+        return 1
+
+    started = time.perf_counter()
+    warm_up()
+    return time.perf_counter() - started
+
+
+def train_job(root: str, mode: str) -> dict[str, Any]:
+    """Child job: one training run (`flow` or `direct`) in `root`; returns timings, outcome and metrics."""
+    from components.io import read_json
+
+    if mode not in ("flow", "direct"):
+        raise ValueError(f"mode must be flow or direct, not {mode!r}")
+    clock = StageClock()
+    clock.install()
+    prefect_start_s = None
+    if mode == "flow":
+        prefect_start_s = warm_up_prefect()
+        from flows.training import training
+
+        runner = functools.partial(training, root=root)
+    else:
+        runner = functools.partial(direct_training, root)
+    started = time.perf_counter()
+    start_offset = started - clock.origin
+    result = runner()
+    total = time.perf_counter() - started
+    stages = [
+        {**r, "start_s": r["start_s"] - start_offset, "end_s": r["end_s"] - start_offset}
+        for r in clock.records
+    ]
+    root_path = Path(root)
+    tasks = list(result["tasks"])
+    devices = sorted(
+        {
+            read_json(p).get("device", "?")
+            for task in tasks
+            for p in (root_path / "data" / "tuning" / task).glob("*.json")
+            if not p.name.endswith(".failed.json")
+        }
+    )
+    return {
+        "mode": mode,
+        "total_s": total,
+        "prefect_start_s": prefect_start_s,
+        "stages": stages,
+        "rows": result["ingest"]["rows"],
+        "rows_valid": result["validate"]["rows_valid"],
+        "tracks": result["featurize"]["tracks_out"],
+        "devices": devices,
+        "gpu": _gpu_name() if "cuda" in devices else None,
+        "tasks": {
+            task: {
+                "selected": outcome["evaluate"]["selected"],
+                "failed": outcome["failed"],
+                "version": outcome["register"]["version"],
+                "aliases": outcome["register"]["aliases"],
+                "gate_metric": outcome["register"]["gate_metric"],
+                "challenger_score": outcome["register"]["challenger_score"],
+            }
+            for task, outcome in result["tasks"].items()
+        },
+        # The holdout metrics this run wrote: the quality section reads them from here.
+        "metrics": {task: read_json(root_path / "metrics" / f"{task}.json") for task in tasks},
+        "params": training_params(root_path),
+    }
+
+
+def training_params(root: Path) -> dict[str, Any]:
+    """The training budget the run used, for the report."""
+    from components.params import load_params
+
+    params = load_params(root / "params.yaml")
+    return {
+        "profile": params.train.profile,
+        "budget": params.train.tuning.model_dump(mode="json"),
+        "families": list(params.train.families),
+        "tasks": list(params.train.tasks),
+        "device": params.train.device,
+    }
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+# --- the section (parent side) ---
+def stage_table(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wall seconds per stage, in DAG order: the data stages, then per task its tuning (from its first
+    study's start to its last study's end: the families run in parallel), fit, evaluate and register."""
+    table: list[dict[str, Any]] = []
+    for name in DATA_STAGES:
+        calls = [s for s in stages if s["stage"] == name]
+        if calls:
+            table.append({"stage": name, "seconds": sum(s["end_s"] - s["start_s"] for s in calls)})
+    tasks = list(dict.fromkeys(s["task"] for s in sorted(stages, key=lambda s: s["start_s"]) if s["task"]))
+    for task in tasks:
+        for name in TASK_STAGES:
+            calls = [s for s in stages if s["stage"] == name and s["task"] == task]
+            if calls:
+                wall = max(s["end_s"] for s in calls) - min(s["start_s"] for s in calls)
+                table.append({"stage": f"{name}@{task}", "seconds": wall})
+    return table
+
+
+def prefect_init_job() -> dict[str, Any]:
+    """Child job: the first Prefect start in a new PREFECT_HOME (its database is created); measured apart so
+    that the flow runs measure the start a user sees every time after the first."""
+    return {"first_start_s": warm_up_prefect()}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    base = make_base(ctx)
+    first_start = run_job(ctx, "prefect-init", "bench.training:prefect_init_job", {}, base).payload
+    say(f"Prefect's first start (new database): {first_start['first_start_s']:.1f} s")
+    runs: dict[str, Any] = {}
+    for mode, root in (("flow", ctx.flow_root), ("direct", ctx.direct_root)):
+        copy_root(base, root)
+        say(f"training ({mode}): the whole DAG in {root} ...")
+        job = run_job(
+            ctx, f"training-{mode}", "bench.training:train_job", {"root": str(root), "mode": mode}, root
+        )
+        data = job.as_dict()
+        data["stage_seconds"] = stage_table(data["stages"])
+        runs[mode] = data
+        slowest = max(data["stage_seconds"], key=lambda s: s["seconds"])
+        say(
+            f"training ({mode}): {data['total_s']:.1f} s, peak {data['peak_rss_mb']:.0f} MB, slowest stage "
+            f"{slowest['stage']} {slowest['seconds']:.1f} s"
+        )
+    overhead = runs["flow"]["total_s"] / runs["direct"]["total_s"]
+    with_start = (runs["flow"]["total_s"] + (runs["flow"]["prefect_start_s"] or 0.0)) / runs["direct"][
+        "total_s"
+    ]
+    say(f"orchestration overhead: flow / direct = {overhead:.3f} ({with_start:.3f} with Prefect start-up)")
+    return {
+        "runs": runs,
+        "overhead_ratio": overhead,
+        "overhead_ratio_with_start": with_start,
+        "tune_threads": TUNE_THREADS,
+        "prefect_first_start_s": first_start["first_start_s"],
+        "roots": {"flow": str(ctx.flow_root), "direct": str(ctx.direct_root)},
+    }

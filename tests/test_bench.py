@@ -1,0 +1,185 @@
+"""The benchmark harness does not rot: one cheap section measured for real in a child process on a tiny real
+project, the report rendered from its results, the citations checked against their quotes, and the scoring
+batches' unique ids shown to change nothing but the id (and to pass the real scoring gate)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from bench import quality, validation
+from bench.harness import BenchError, Context, read_results, spread, write_result
+from bench.report import render
+from bench.scoring import scoring_batch, unique_track_ids
+from tests.conftest import REPO, make_project, sample_rows
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory, real_frame: pd.DataFrame) -> Path:
+    """A project root with about 1,500 real listing rows fetched and ingested."""
+    from trackflow import stages
+    from trackflow.paths import ProjectPaths
+
+    root = make_project(tmp_path_factory.mktemp("bench"))
+    csv = root.parent / "tiny.csv"
+    sample_rows(real_frame, 1200, seed=3).to_csv(csv, index=False)
+    paths = ProjectPaths.at(root)
+    params = stages.params_for(paths)
+    stages.fetch_data(paths, params, tracks_csv=str(csv))
+    stages.ingest(paths, params)
+    return root
+
+
+def test_validation_section_measured_and_reported(tiny_project: Path, tmp_path: Path) -> None:
+    ctx = Context(
+        repo=REPO,
+        work=tmp_path / "work",
+        results=tmp_path / "results",
+        repeats=1,
+        quick=True,
+        project=tiny_project,
+    )
+    data = validation.run(ctx)
+    rows = len(pd.read_parquet(tiny_project / "data" / "interim" / "tracks.parquet"))
+    assert data["rows"] == rows > 1000
+    assert data["summary"]["rows_valid"] + data["summary"]["rows_quarantined"] == rows
+    for part in ("component", "stage"):
+        assert data[part]["wall_s"]["n"] == 1 and data[part]["wall_s"]["median"] > 0
+    assert data["peak_rss_mb"] > 50  # a real process that imported pandas and Great Expectations
+    assert (tiny_project / "reports" / "validation" / "report.html").is_file()  # the stage really ran
+
+    write_result(ctx, "validation", "ok", 1.0, data)
+    report = render(read_results(ctx.results))
+    section = report.split("## Validation", 1)[1].split("\n## ", 1)[0]
+    assert f"{rows:,} ingested rows" in section
+    assert "`validate_tracks` (component, in memory)" in section and "(1 run)" in section
+    assert "--quick mode" in report
+    # Sections that did not run say so instead of showing numbers.
+    assert report.split("## Training DAG", 1)[1].split("\n## ", 1)[0].strip().startswith("_Not measured")
+
+
+def test_report_shows_failures_and_rejects_foreign_files(tmp_path: Path) -> None:
+    ctx = Context(repo=REPO, work=tmp_path, results=tmp_path / "results")
+    write_result(
+        ctx, "drift", "error", 0.5, {"error": "drift_job failed with exit code 1: KeyError 'energy'"}
+    )
+    report = render(read_results(ctx.results))
+    drift = report.split("## Drift report", 1)[1].split("\n## ", 1)[0]
+    assert "_Failed" in drift and "KeyError 'energy'" in drift
+    (ctx.results / "notes.json").write_text('{"hello": 1}', encoding="utf-8")
+    with pytest.raises(BenchError, match=r"notes\.json: not a benchmark results file"):
+        read_results(ctx.results)
+
+
+def test_spread_is_median_min_max() -> None:
+    assert spread([3.0, 1.0, 2.0]) | {"values": None} == {
+        "median": 2.0,
+        "min": 1.0,
+        "max": 3.0,
+        "n": 3,
+        "values": None,
+    }
+    assert spread([4.0])["median"] == spread([4.0])["min"] == 4.0
+    with pytest.raises(ValueError, match="no measurements"):
+        spread([])
+
+
+def test_published_numbers_are_in_their_quotes(tmp_path: Path) -> None:
+    entries = quality.load_published(REPO / "bench" / "published.yaml")
+    assert {e["task"] for e in entries} >= {"popularity", "genre"}
+    assert all(e["url"].startswith("https://") and e["leaks"] in (True, False, "likely") for e in entries)
+    # A mistyped number is caught: it no longer appears in the quote it claims to come from.
+    document = yaml.safe_load((REPO / "bench" / "published.yaml").read_text(encoding="utf-8"))
+    document["sources"][0]["metrics"]["rmse"] = 14.0391
+    tampered = tmp_path / "published.yaml"
+    tampered.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with pytest.raises(BenchError, match=r"rmse = 14.0391 does not appear in its quote"):
+        quality.load_published(tampered)
+
+
+def test_scoring_batch_changes_only_the_id_and_passes_the_gate(tiny_project: Path) -> None:
+    from components.params import load_params
+    from components.validation import load_suite, validate_tracks
+
+    listings = pd.read_parquet(tiny_project / "data" / "interim" / "tracks.parquet")
+    same = scoring_batch(listings, len(listings))
+    assert same["track_id"].is_unique and same["track_id"].str.fullmatch(r"[0-9A-Za-z]{22}").all()
+    assert not {"popularity", "track_genre", "source_row", "ingest_errors"} & set(same.columns)
+    kept = [c for c in same.columns if c != "track_id"]
+    pd.testing.assert_frame_equal(same[kept], listings[kept].reset_index(drop=True))
+    assert "track_id" in listings and listings["track_id"].is_unique is False  # the input is untouched
+
+    # Five times the rows, resampled: the real scoring gate accepts it (without new ids it would not).
+    big = scoring_batch(listings, 5 * len(listings))
+    suite = load_suite(REPO / "configs" / "expectations" / "tracks.yaml", for_scoring=True)
+    gate = load_params(tiny_project / "params.yaml").validation
+    outcome = validate_tracks(big.assign(source_row=range(len(big))), suite, gate)
+    assert len(outcome.valid) == len(big)
+    assert unique_track_ids(3).tolist() == [
+        "bench" + "0" * 17,
+        "bench" + "0" * 16 + "1",
+        "bench" + "0" * 16 + "2",
+    ]
+    assert re.fullmatch(r"bench[0-9A-Za-z]{17}", unique_track_ids(62**3 + 5)[-1])
+
+
+def test_quick_base_project(tmp_path: Path, real_csv: Path) -> None:
+    """--quick's base project: a git copy of the checkout with the sampled raw data and its own stores."""
+    from bench.project import QUICK_FAMILIES, QUICK_TRACKS, make_base
+
+    ctx = Context(
+        repo=REPO, work=tmp_path / "work", results=tmp_path / "results", quick=True, tracks_csv=real_csv
+    )
+    root = make_base(ctx)
+    assert (root / "data" / "raw" / "dataset.csv").is_file() and (root / ".git").is_dir()
+    assert yaml.safe_load((root / "params.yaml").read_text())["train"]["families"] == QUICK_FAMILIES
+    assert not (root / "metrics").exists() and not (root / "mlflow" / "mlflow.db").exists()
+    raw = pd.read_csv(root / "data" / "raw" / "dataset.csv", dtype=str, keep_default_na=False)
+    assert raw["track_id"].nunique() == QUICK_TRACKS and raw.columns[0] in ("", "Unnamed: 0")
+    shutil.rmtree(ctx.work)
+
+
+def test_stage_table_walls_parallel_tuning_in_dag_order() -> None:
+    from bench.training import stage_table
+
+    calls = [
+        {"stage": "ingest", "task": None, "start_s": 0.0, "end_s": 2.0},
+        {"stage": "tune", "task": "genre", "start_s": 10.0, "end_s": 30.0},
+        {"stage": "tune", "task": "genre", "start_s": 11.0, "end_s": 25.0},  # the second thread
+        {"stage": "tune", "task": "genre", "start_s": 25.0, "end_s": 41.0},
+        {"stage": "fit", "task": "genre", "start_s": 41.0, "end_s": 50.0},
+        {"stage": "tune", "task": "hit", "start_s": 50.0, "end_s": 55.0},
+    ]
+    assert stage_table(calls) == [
+        {"stage": "ingest", "seconds": 2.0},
+        {"stage": "tune@genre", "seconds": 31.0},
+        {"stage": "fit@genre", "seconds": 9.0},
+        {"stage": "tune@hit", "seconds": 5.0},
+    ]
+
+
+def test_dvc_helpers_read_what_dvc_prints(tmp_path: Path) -> None:
+    from bench.repro import downstream, ran_stages, touch_parameter, upstream
+
+    output = (
+        "Stage 'split' didn't change, skipping\nRunning stage 'evaluate@hit':\n> trackflow evaluate --task "
+        "hit\nRunning stage 'register@hit':\n> trackflow register --task hit\n"
+    )
+    assert ran_stages(output) == ["evaluate@hit", "register@hit"]
+    edges = [("split", "evaluate@hit"), ("evaluate@hit", "register@hit"), ("split", "discover-map")]
+    assert downstream({"evaluate@hit"}, edges) == {"evaluate@hit", "register@hit"}
+    assert upstream({"register@hit"}, edges) == {"split", "evaluate@hit", "register@hit"}
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before = params.read_text(encoding="utf-8")
+    old, new = touch_parameter(params)
+    after = params.read_text(encoding="utf-8")
+    assert yaml.safe_load(after)["evaluate"]["hit_min_precision"] == new != old
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1  # one line, comments and layout untouched
