@@ -7,7 +7,7 @@ RAW := data/raw/dataset.csv
 # See components/__init__.py: OpenMP spin-waiting makes concurrent fits many times slower on few cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test install data lint format ui repro ablation clean help
+.PHONY: run test install data lint format ui repro ablation clean help prefect-server serve score monitor simulate
 
 help:
 	@echo "make run     create .venv, install, fetch the data, run the Prefect training flow"
@@ -16,7 +16,15 @@ help:
 	@echo "make repro   reproduce the DVC pipeline (dvc repro)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000 against the local store"
 	@echo "make ablation  feature-group ablation table (reports/ablation.md)"
+	@echo "make discovery  clusters, outliers, similar tracks, playlists, map (reports/discovery/)"
 	@echo "make lint    ruff"
+	@echo "make prefect-server  local Prefect server + UI on http://127.0.0.1:4200"
+	@echo "make serve   serve the scheduled deployments (training, batch scoring, drift monitoring)"
+	@echo "make simulate DRIFT=none|genre_mix|louder|shorter  write an incoming batch from held-out rows"
+	@echo "make score   score the batches in data/incoming/ with the champions"
+	@echo "make monitor drift report of the latest scored batch (retrains on drift)"
+	@echo "make score-audio AUDIO=folder  features of audio files, scored by the champions"
+	@echo "make bench   benchmarks in a temporary copy of the project -> BENCHMARKS.md (~35 min on 2 cores)"
 
 install: $(BIN)/.installed
 
@@ -53,6 +61,41 @@ repro: install $(RAW)
 # Feature-group ablation on the outputs of the last run (reports/ablation.md).
 ablation: install
 	$(BIN)/trackflow ablation
+
+# Batch scoring and monitoring (flows/). With a server: PREFECT_API_URL=http://127.0.0.1:4200/api.
+prefect-server: install
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+serve: install
+	$(BIN)/trackflow serve
+
+DRIFT ?= none
+simulate: install
+	$(BIN)/trackflow simulate-batch --drift $(DRIFT)
+
+score: install
+	$(BIN)/trackflow score
+
+monitor: install
+	$(BIN)/trackflow monitor
+
+# Audio files -> features -> the champions' predictions (docs/audio_features.md): make score-audio AUDIO=folder
+AUDIO ?= ../shared/data/audio
+.PHONY: score-audio
+score-audio: install
+	$(BIN)/trackflow score-audio $(AUDIO)
+
+# Benchmarks (bench/): every section runs in a fresh temporary copy of the project, so data/ and mlflow/ here
+# are untouched; writes BENCHMARKS.md and bench/results/. Options: BENCH_ARGS="--only scoring --repeats 5".
+.PHONY: bench
+bench: install $(RAW)
+	$(BIN)/python -m bench --tracks-csv $(RAW) $(BENCH_ARGS)
+
+# Discovery flow (flows/discovery.py): clusters, outliers, similar-track index, playlists, the 2-D map and the
+# registered models clusters / outliers / similar-tracks. Prepares features and splits first when missing.
+.PHONY: discovery
+discovery: install $(RAW)
+	$(BIN)/trackflow run-discovery
 
 clean:
 	rm -rf data reports mlflow/mlflow.db mlflow/artifacts .pytest_cache .ruff_cache

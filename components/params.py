@@ -115,6 +115,181 @@ class RegisterParams(_Section):
     )
 
 
+class ScoreParams(_Section):
+    # Batches land here (parquet, csv, csv.gz); `trackflow score` scores those without up-to-date predictions.
+    incoming_dir: str = "data/incoming"
+    # Rows read, validated and scored at a time: bounds memory for batches larger than memory.
+    chunk_rows: int = Field(default=100_000, ge=1)
+    # A scoring batch may be small (one album, a few audio files); the training gate's minimum does not apply.
+    min_rows: int = Field(default=1, ge=1)
+
+
+class DriftParams(_Section):
+    # Evidently's dataset-level drift flag: this share of input columns drifted.
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    # Retraining is triggered when at least this share of input columns drifted.
+    retrain_share: float = Field(default=0.3, gt=0, le=1)
+    retrain: bool = True
+    # Rows of a batch (and of the reference) compared, sampled with `seed` beyond this; bounds memory.
+    max_rows: int = Field(default=200_000, ge=100)
+    seed: int = 42
+
+
+class SimulateParams(_Section):
+    seed: int = 42
+    rows: int = Field(default=5000, ge=1)
+    # genre_mix: this share of the batch comes from the genres with the most energetic tracks.
+    genre_mix_genres: int = Field(default=15, ge=1)
+    genre_mix_share: float = Field(default=0.8, gt=0, le=1)
+    # louder: remastered louder by this many dB (energy measured higher with it).
+    louder_db: float = Field(default=4.0, gt=0)
+    louder_energy: float = Field(default=0.1, ge=0)
+    # shorter: durations scaled by this factor (radio edits, short-form releases).
+    shorter_factor: float = Field(default=0.6, gt=0, lt=1)
+
+
+class AudioParams(_Section):
+    """Feature extraction from audio files (components/audio, `trackflow score-audio`)."""
+
+    # Files are decoded to mono and resampled to this rate before analysis.
+    sample_rate: int = Field(default=22050, ge=8000, le=96000)
+    # Only the first max_seconds are analysed (None: all); duration_ms always covers the whole file.
+    max_seconds: float | None = Field(default=600, gt=0)
+    # Shorter files are reported as errors: tempo, key and loudness need a few seconds of signal.
+    min_seconds: float = Field(default=1.0, ge=0)
+    # Worker processes of a batch (each single-threaded in numeric libraries: n workers use n cores).
+    workers: int = Field(default=2, ge=1)
+    # File types picked up in a folder (lower case, no dot); other files are ignored, not errors.
+    extensions: tuple[str, ...] = ("wav", "flac", "ogg", "mp3")
+    recursive: bool = True
+    hop_length: int = Field(default=512, ge=64)
+    # Onset envelope and beats use a finer hop: at 512 one frame is about 3 BPM at 90 BPM.
+    rhythm_hop_length: int = Field(default=256, ge=32)
+    n_mfcc: int = Field(default=20, ge=1, le=128)
+    # The time signature is estimated only over at least this many beats (6 bars of 4/4), and only when
+    # triple or quadruple accent periodicity is positive and wins by meter_margin; otherwise
+    # time_signature_fallback, flagged.
+    min_beats_for_meter: int = Field(default=24, ge=16)
+    meter_margin: float = Field(default=0.1, ge=0)
+    time_signature_fallback: int | None = Field(default=4, ge=3, le=7)
+
+    @model_validator(mode="after")
+    def _extensions_plain(self) -> AudioParams:
+        bad = [e for e in self.extensions if not e or e != e.lower() or e.startswith(".")]
+        if bad:
+            raise ValueError(f"extensions must be lower case without a dot, got {bad}")
+        return self
+
+
+class DiscoveryClusterParams(_Section):
+    k: int = Field(default=12, ge=2)
+    # KMeans is also fitted for each of these k; silhouette and Davies-Bouldin are logged to show the choice.
+    k_range: tuple[int, ...] = (6, 8, 10, 12, 14, 16, 20)
+    n_init: int = Field(default=4, ge=1)
+    # Silhouette is O(n^2): scored on a seeded sample of this many training tracks.
+    score_sample: int = Field(default=10_000, ge=100)
+    top_genres: int = Field(default=5, ge=1)
+    typical_tracks: int = Field(default=5, ge=1)
+
+
+class DiscoveryDensityParams(_Section):
+    """HDBSCAN for niche tracks (no dense region); fitted on a seeded sample, extended to every track."""
+
+    min_cluster_size: int = Field(default=30, ge=2)
+    min_samples: int = Field(default=5, ge=1)
+    selection: Literal["eom", "leaf"] = "eom"
+    sample: int = Field(default=20_000, ge=100)
+
+
+class DiscoveryOutlierParams(_Section):
+    # Share of training tracks flagged is_outlier (the threshold is that quantile of the training scores).
+    contamination: float = Field(default=0.01, gt=0, lt=0.5)
+    n_estimators: int = Field(default=200, ge=10)
+    ae_hidden: int = Field(default=8, ge=2)
+    ae_bottleneck: int = Field(default=3, ge=1)
+    ae_epochs: int = Field(default=15, ge=1)
+    ae_batch_size: int = Field(default=512, ge=8)
+    ae_learning_rate: float = Field(default=3e-3, gt=0)
+    top_n: int = Field(default=50, ge=1)
+    # Held-out rows scored against broken copies of themselves (synthetic-anomaly ROC-AUC, the gate).
+    eval_rows: int = Field(default=5000, ge=50)
+
+
+class DiscoverySimilarParams(_Section):
+    k: int = Field(default=10, ge=1)
+    # Default genre weight of the index (0: audio only); the evaluation also reports eval_genre_weight.
+    genre_weight: float = Field(default=0.0, ge=0)
+    eval_genre_weight: float = Field(default=0.5, ge=0)
+    # Held-out (main protocol test) tracks used as queries, seeded sample.
+    eval_queries: int = Field(default=5000, ge=10)
+
+
+class DiscoveryPlaylistParams(_Section):
+    n: int = Field(default=20, ge=2)
+    # A point target (energy=0.8) accepts tracks within this many standard deviations of the value.
+    tolerance_sd: float = Field(default=0.5, gt=0)
+    max_per_artist: int = Field(default=2, ge=1)
+    # Transition cost: |tempo step| / tempo_step_bpm + key_weight x Camelot-wheel steps.
+    tempo_step_bpm: float = Field(default=10.0, gt=0)
+    key_weight: float = Field(default=1.0, ge=0)
+    # Canned requests the evaluation runs (the same syntax as `trackflow playlist --target`).
+    eval_targets: tuple[tuple[str, ...], ...] = (
+        ("energy=high", "valence=high", "tempo=120:130"),
+        ("acousticness=high", "energy=low", "tempo=60:90"),
+        ("danceability=0.8", "valence=0.7", "tempo=118:128"),
+        ("instrumentalness=high", "speechiness=low", "energy=0.5"),
+    )
+    # Seed playlists evaluated: this many sets of eval_seeds held-out tracks, each set from one genre.
+    eval_seed_sets: int = Field(default=20, ge=1)
+    eval_seeds: int = Field(default=3, ge=1)
+
+
+class DiscoveryMapParams(_Section):
+    tsne_sample: int = Field(default=3000, ge=50)
+    perplexity: float = Field(default=30.0, gt=1)
+    highlight_genres: int = Field(default=10, ge=1, le=10)
+
+
+class DiscoveryParams(_Section):
+    """Clusters, outliers, similar tracks, playlists and the map (trackflow/discovery_stages.py)."""
+
+    seed: int = 42
+    # Standardised audio features of the discovery space (see components/discovery/space.py).
+    features: tuple[str, ...] = (
+        "danceability",
+        "energy",
+        "loudness",
+        "speechiness",
+        "acousticness",
+        "instrumentalness",
+        "liveness",
+        "valence",
+        "tempo",
+        "log_duration",
+    )
+    clusters: DiscoveryClusterParams = DiscoveryClusterParams()
+    density: DiscoveryDensityParams = DiscoveryDensityParams()
+    outliers: DiscoveryOutlierParams = DiscoveryOutlierParams()
+    similar: DiscoverySimilarParams = DiscoverySimilarParams()
+    playlist: DiscoveryPlaylistParams = DiscoveryPlaylistParams()
+    map: DiscoveryMapParams = DiscoveryMapParams()
+    # Champion gate per registered model: clusters by silhouette, outliers by synthetic-anomaly ROC-AUC,
+    # similar-tracks by held-out neighbour genre agreement (all higher is better), by more than this.
+    promotion_margin: dict[Literal["clusters", "outliers", "similar-tracks"], float] = Field(
+        default_factory=lambda: {"clusters": 0.0, "outliers": 0.0, "similar-tracks": 0.0}
+    )
+
+    @model_validator(mode="after")
+    def _known_features(self) -> DiscoveryParams:
+        from components.schema import AUDIO_FEATURES
+
+        known = (*AUDIO_FEATURES, "explicit", "log_duration")
+        unknown = [f for f in self.features if f not in known]
+        if unknown or not self.features:
+            raise ValueError(f"discovery.features: unknown {unknown}; choose from {list(known)}")
+        return self
+
+
 class MlflowParams(_Section):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: str = "mlflow/artifacts"
@@ -130,6 +305,11 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     ablation: AblationParams = AblationParams()
     register_: RegisterParams = Field(default=RegisterParams(), alias="register")
+    score: ScoreParams = ScoreParams()
+    drift: DriftParams = DriftParams()
+    simulate: SimulateParams = SimulateParams()
+    audio: AudioParams = AudioParams()
+    discovery: DiscoveryParams = DiscoveryParams()
     mlflow: MlflowParams = MlflowParams()
 
     # `validate` and `register` would shadow pydantic's BaseModel attributes, hence the aliases.

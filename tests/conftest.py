@@ -68,6 +68,13 @@ def fast_params(root: Path, **overrides: object) -> None:
         "max_tune_rows": 1500,
         "max_train_rows": None,
     }
+    discovery = params["discovery"]  # quadratic or iterative parts, shrunk like the training budget
+    discovery["clusters"].update(k_range=[8, 12], n_init=1, score_sample=1500)
+    discovery["density"]["sample"] = 2000
+    discovery["outliers"].update(n_estimators=50, ae_epochs=3, eval_rows=500)
+    discovery["similar"]["eval_queries"] = 300
+    discovery["playlist"]["eval_seed_sets"] = 3
+    discovery["map"]["tsne_sample"] = 500
     for dotted, value in overrides.items():
         node = params
         *parents, leaf = dotted.split("__")
@@ -84,6 +91,13 @@ def make_project(parent: Path, **overrides: object) -> Path:
     shutil.copytree(REPO / "configs", root / "configs")
     fast_params(root, **overrides)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; unset, each test's stages use the store of the
+    project they work on (params.yaml), whatever an earlier test pointed MLflow at."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
 @pytest.fixture
@@ -114,13 +128,13 @@ def trained_project(
     from flows.training import training
 
     root = make_project(tmp_path_factory.mktemp("flow"))
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:  # only for this run: later tests read the real TRACKS_CSV
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.setenv("TRACKS_CSV", str(sample_csv))
         result = training(root=str(root), fetch=True)
-        selected = {t: result["tasks"][t]["evaluate"]["selected"] for t in TRAINED_TASKS}
-        (root / "result.yaml").write_text(yaml.safe_dump({"selected": selected}))
-        yield root
+    selected = {t: result["tasks"][t]["evaluate"]["selected"] for t in TRAINED_TASKS}
+    (root / "result.yaml").write_text(yaml.safe_dump({"selected": selected}))
+    yield root
 
 
 def copy_project(source: Path, parent: Path) -> Path:

@@ -13,12 +13,14 @@ from typing import Any
 import typer
 
 from components.acquire import DataAcquisitionError
+from components.discovery import DiscoveryInputError
 from components.ingest import IngestError
 from components.params import ParamsError
 from components.tasks import TASKS
 from components.validation import DataValidationError
-from trackflow import model_stages, stages
+from trackflow import audio_stages, model_stages, scoring_stages, stages
 from trackflow.paths import ProjectPaths
+from trackflow.scoring_stages import ScoringError
 
 app = typer.Typer(
     help="trackflow: the Spotify tracks MLOps pipeline.", no_args_is_help=True, add_completion=False
@@ -32,11 +34,15 @@ USER_ERRORS = (
     ParamsError,
     FileNotFoundError,
     model_stages.TrainingError,
+    ScoringError,
+    audio_stages.AudioBatchError,
+    DiscoveryInputError,
 )
 
 
 def _run(stage: Callable[..., dict[str, Any]], root: Path, **kwargs: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is setup chatter
     paths = ProjectPaths.at(root)
     try:
         summary = stage(paths, stages.params_for(paths), **kwargs)
@@ -154,6 +160,221 @@ def promote(
     client, _ = stages.mlflow_client(paths, stages.params_for(paths))
     previous = promote_by_hand(client, model, version, who or getpass.getuser(), reason)
     typer.echo(f"{model}: champion is now v{version} (was {previous or 'none'})")
+
+
+# --- batch scoring, drift monitoring, schedules ---
+def _flow(run_flow: Callable[[], Any]) -> Any:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    try:
+        return run_flow()
+    except USER_ERRORS as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from exc
+
+
+@app.command()
+def score(
+    batch: Path = typer.Option(None, "--batch", "-b", help="A batch file (default: every pending batch)."),
+    root: Path = ROOT,
+) -> None:
+    """Score the batches (parquet/csv) in data/incoming/ with the champions -> data/predictions/."""
+    from flows.batch_scoring import batch_scoring
+
+    _flow(lambda: batch_scoring(root=str(root), batch=str(batch) if batch else None))
+
+
+@app.command()
+def monitor(
+    batch: str = typer.Option(None, "--batch", "-b", help="A scored batch's name (default: the latest)."),
+    retrain: bool = typer.Option(None, "--retrain/--no-retrain", help="Override params.yaml drift.retrain."),
+    root: Path = ROOT,
+) -> None:
+    """Drift report of a scored batch vs the champions' training data; retrains past drift.retrain_share."""
+    from flows.drift_monitoring import drift_monitoring
+
+    _flow(lambda: drift_monitoring(root=str(root), batch=batch, retrain=retrain))
+
+
+@app.command("simulate-batch")
+def simulate_batch(
+    drift: str = typer.Option("none", "--drift", help="none, genre_mix, louder or shorter."),
+    rows: int = typer.Option(None, "--rows", help="Batch size (default: params.yaml simulate.rows)."),
+    name: str = typer.Option(None, "--name", help="Batch name (default: simulated-<drift>-<seed>)."),
+    root: Path = ROOT,
+) -> None:
+    """Write a realistic incoming batch from held-out real rows into data/incoming/, optionally shifted."""
+    from components.simulate import SHIFTS
+
+    if drift not in SHIFTS:
+        raise typer.BadParameter(f"--drift {drift!r}: choose one of {', '.join(SHIFTS)}")
+    _run(scoring_stages.simulate, root, drift=drift, rows=rows, name=name)
+
+
+@app.command()
+def serve(root: Path = ROOT) -> None:
+    """Serve the training (weekly), batch scoring (daily) and drift monitoring (daily) deployments from this
+    process, on the cron schedules of configs/schedules.yaml. Set PREFECT_API_URL to a server to see them."""
+    from flows.deployments import load_schedules
+    from flows.deployments import serve as serve_deployments
+
+    for spec in load_schedules(root / "configs" / "schedules.yaml").values():
+        typer.echo(f"serving {spec.full_name:<26} cron '{spec.cron}' ({spec.timezone})")
+    serve_deployments(root)
+
+
+# --- audio files (docs/audio_features.md) ---
+AUDIO_PATH = typer.Argument(..., help="A folder of audio files (wav, flac, ogg, mp3) or one file.")
+AUDIO_BATCH = typer.Option(None, "--batch", "-b", help="Batch name (default: audio-<folder name>).")
+AUDIO_WORKERS = typer.Option(None, "--workers", "-j", help="Worker processes (default: audio.workers).")
+
+
+@app.command("score-audio")
+def score_audio(
+    path: Path = AUDIO_PATH, batch: str = AUDIO_BATCH, workers: int = AUDIO_WORKERS, root: Path = ROOT
+) -> None:
+    """Audio files -> features -> the champions' predictions (data/predictions/), printed per file."""
+    from flows.score_audio import score_audio as score_audio_flow
+
+    source = str(path.resolve())
+    result = _flow(lambda: score_audio_flow(str(root), source, batch, workers, progress=True))
+    typer.echo(audio_stages.format_files(result["score"]["files"]))
+
+
+@app.command("extract-audio")
+def extract_audio(
+    path: Path = AUDIO_PATH, batch: str = AUDIO_BATCH, workers: int = AUDIO_WORKERS, root: Path = ROOT
+) -> None:
+    """Audio files -> data/audio/<batch>/: dataset columns, descriptors, per-file errors (no scoring)."""
+    _run(audio_stages.extract_audio, root, source=path.resolve(), batch=batch, workers=workers, progress=True)
+
+
+# --- discovery: clusters, outliers, similar tracks, playlists (trackflow/discovery_stages.py) ---
+DISCOVERY_PARTS = ("clusters", "outliers", "similar", "playlists", "map", "summary")
+
+
+def _discovery_part(value: str | None) -> str | None:
+    if value is not None and value not in DISCOVERY_PARTS:
+        raise typer.BadParameter(f"{value!r} is not a part; choose one of {', '.join(DISCOVERY_PARTS)}")
+    return value
+
+
+@app.command()
+def discover(
+    part: str = typer.Option(
+        None, "--part", help=f"One part: {', '.join(DISCOVERY_PARTS)}.", callback=_discovery_part
+    ),
+    root: Path = ROOT,
+) -> None:
+    """Discovery stages (what dvc.yaml runs): one --part, or every part and then the summary."""
+    from trackflow import discovery_stages
+
+    _run(discovery_stages.discover, root, part=part)
+
+
+@app.command("register-discovery")
+def register_discovery(root: Path = ROOT) -> None:
+    """Register clusters, outliers and similar-tracks: challenger always, champion when the gate passes."""
+    from trackflow import discovery_stages
+
+    _run(discovery_stages.register_discovery, root)
+
+
+@app.command("run-discovery")
+def run_discovery(root: Path = ROOT) -> None:
+    """The discovery flow with Prefect (prepares features and splits first when they are missing)."""
+    from flows.discovery import discovery
+
+    _flow(lambda: discovery(root=str(root)))  # the flow prints its own summary
+
+
+def _query(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return run()
+    except USER_ERRORS as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from exc
+
+
+AS_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+GENRE_WEIGHT = typer.Option(
+    None, "--genre-weight", min=0.0, help="Pull same-genre tracks closer (default: discovery.similar)."
+)
+
+
+@app.command()
+def similar(
+    query: str = typer.Argument(..., help="A catalogue track_id, or an audio file (wav, flac, ogg, mp3)."),
+    k: int = typer.Option(None, "-k", min=1, help="How many neighbours (default: discovery.similar.k)."),
+    genre_weight: float = GENRE_WEIGHT,
+    as_json: bool = AS_JSON,
+    root: Path = ROOT,
+) -> None:
+    """The tracks nearest QUERY in the audio space, never QUERY itself or other releases of the same song."""
+    from trackflow import discovery_stages
+
+    paths = ProjectPaths.at(root)
+    result = _query(
+        lambda: discovery_stages.find_similar(paths, stages.params_for(paths), query, k, genre_weight)
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    import pandas as pd
+
+    described = result["query"]
+    typer.echo(f"query: {described['track_name']} - {described.get('artists', described.get('path'))}")
+    table = pd.DataFrame(result["neighbours"])[["rank", "track_name", "artists", "track_genre", "distance"]]
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", max_colwidth=40))
+    timing = result["timing_ms"]
+    typer.secho(
+        f"index load {timing['load']:.0f} ms, audio extraction {timing['extract']:.0f} ms, "
+        f"query {timing['query']:.1f} ms",
+        err=True,
+        fg=typer.colors.BRIGHT_BLACK,
+    )
+
+
+@app.command()
+def playlist(
+    seed: list[str] = typer.Option(None, "--seed", help="A seed track_id (repeat for several)."),
+    target: list[str] = typer.Option(
+        None, "--target", help="energy=0.8, tempo=120:130 or valence=high|low (repeat for several)."
+    ),
+    n: int = typer.Option(None, "-n", min=2, help="Playlist length (default: discovery.playlist.n)."),
+    genre_weight: float = GENRE_WEIGHT,
+    as_json: bool = AS_JSON,
+    root: Path = ROOT,
+) -> None:
+    """A playlist from seed tracks or target preferences, ordered for smooth tempo and key transitions."""
+    from trackflow import discovery_stages
+
+    paths = ProjectPaths.at(root)
+    result = _query(
+        lambda: discovery_stages.make_playlist(
+            paths, stages.params_for(paths), list(seed or []), list(target or []), n, genre_weight
+        )
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    import pandas as pd
+
+    typer.echo(pd.DataFrame(result["tracks"]).to_string(index=False, max_colwidth=32))
+    moves = result["transitions"]
+    summary = (
+        f"mean |tempo step| {moves['mean_abs_tempo_step']:.1f} BPM (random order "
+        f"{moves['random_mean_abs_tempo_step']:.1f}), Camelot steps {moves['mean_key_steps']:.2f} "
+        f"(random {moves['random_mean_key_steps']:.2f})"
+    )
+    if "adherence" in result:
+        summary += f"; {result['adherence']['share_within_all']:.0%} meet every target"
+    typer.echo(summary)
+    if "warning" in result:
+        typer.secho(result["warning"], fg=typer.colors.YELLOW, err=True)
+    timing = result["timing_ms"]
+    timing_line = f"index load {timing['load']:.0f} ms, playlist {timing['build']:.1f} ms"
+    typer.secho(timing_line, err=True, fg=typer.colors.BRIGHT_BLACK)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -74,3 +74,55 @@ class ProjectPaths:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    # Discovery (clusters, outliers, similar, playlists, map): one folder per part under data/discovery/.
+    @property
+    def discovery(self) -> Path:
+        return self.root / "data" / "discovery"
+
+    def discovery_part(self, part: str) -> Path:
+        return self.discovery / part
+
+    def discovery_model(self, part: str) -> Path:
+        """The fitted model of a part (clusters, outliers, similar), pickled for fast local loading."""
+        return self.discovery_part(part) / "model.pkl"
+
+    @property
+    def discovery_reports(self) -> Path:
+        return self.reports / "discovery"
+
+    @property
+    def discovery_metrics(self) -> Path:
+        return self.root / "metrics" / "discovery.json"
+
+    @property
+    def discovery_registration(self) -> Path:
+        return self.root / "data" / "registry" / "discovery.json"
+
+    # Batch scoring and drift monitoring.
+    def predictions(self, batch: str) -> Path:
+        return self.root / "data" / "predictions" / f"{batch}.parquet"
+
+    def predictions_summary(self, batch: str) -> Path:
+        return self.root / "data" / "predictions" / f"{batch}.json"
+
+    def rejected(self, batch: str) -> Path:
+        """Where a batch that failed validation is kept for inspection, with the reasons."""
+        return self.root / "data" / "rejected" / batch
+
+    def scoring_quarantine(self, batch: str) -> Path:
+        return self.root / "data" / "quarantine" / "scoring" / f"{batch}.parquet"
+
+    @property
+    def drift_reference_dir(self) -> Path:
+        return self.root / "data" / "drift"
+
+    def drift_report(self, batch: str) -> Path:
+        return self.root / "reports" / "drift" / f"{batch}.html"
+
+    def drift_summary(self, batch: str) -> Path:
+        return self.root / "reports" / "drift" / f"{batch}.json"
+
+    # Features extracted from audio files (trackflow score-audio): one folder per batch.
+    def audio_batch(self, batch: str) -> Path:
+        return self.root / "data" / "audio" / batch
