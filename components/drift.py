@@ -14,20 +14,14 @@ from typing import Any
 
 import pandas as pd
 
+from components.schema import AUDIO_FEATURES, CATEGORICAL_AUDIO
+
 # The raw model inputs compared between reference and batch (text ids and names are not distributions).
 NUMERICAL_FEATURES: tuple[str, ...] = (
     "duration_ms",
-    "danceability",
-    "energy",
-    "loudness",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
+    *(f for f in AUDIO_FEATURES if f not in CATEGORICAL_AUDIO),
 )
-CATEGORICAL_FEATURES: tuple[str, ...] = ("key", "mode", "time_signature", "explicit")
+CATEGORICAL_FEATURES: tuple[str, ...] = (*CATEGORICAL_AUDIO, "explicit")
 NUMERICAL_PREDICTIONS: tuple[str, ...] = ("predicted_popularity", "hit_probability")
 CATEGORICAL_PREDICTIONS: tuple[str, ...] = ("predicted_genre",)
 

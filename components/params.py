@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.schema import AUDIO_SPACE_FEATURES
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -255,18 +257,7 @@ class DiscoveryParams(_Section):
 
     seed: int = 42
     # Standardised audio features of the discovery space (see components/discovery/space.py).
-    features: tuple[str, ...] = (
-        "danceability",
-        "energy",
-        "loudness",
-        "speechiness",
-        "acousticness",
-        "instrumentalness",
-        "liveness",
-        "valence",
-        "tempo",
-        "log_duration",
-    )
+    features: tuple[str, ...] = AUDIO_SPACE_FEATURES
     clusters: DiscoveryClusterParams = DiscoveryClusterParams()
     density: DiscoveryDensityParams = DiscoveryDensityParams()
     outliers: DiscoveryOutlierParams = DiscoveryOutlierParams()

@@ -52,6 +52,15 @@ AUDIO_FEATURES: tuple[str, ...] = (
     "time_signature",
 )
 
+# Categorical audio columns (pitch class, major/minor, beats per bar): compared and modelled as categories.
+CATEGORICAL_AUDIO: tuple[str, ...] = ("key", "mode", "time_signature")
+# The standardised audio space of discovery (log_duration is TrackFeaturizer's log of duration_ms); the
+# default of params.yaml discovery.features.
+AUDIO_SPACE_FEATURES: tuple[str, ...] = (
+    *(f for f in AUDIO_FEATURES if f not in CATEGORICAL_AUDIO),
+    "log_duration",
+)
+
 TARGET = "popularity"
 # Labels of the predictive tasks: never inputs of a model that predicts them.
 LABEL_COLUMNS: tuple[str, ...] = ("popularity", "track_genre")

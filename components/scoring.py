@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.registry import conform_to_signature
 from components.schema import LABEL_COLUMNS
 
 # The prediction column of each task.
@@ -44,13 +45,6 @@ class Champion:
     @property
     def uri(self) -> str:
         return f"models:/{self.task}/{self.version}"
-
-
-def conform_to_signature(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
-    # Imported here: components.registry pulls in MLflow's client, which plain scoring does not need.
-    from components.registry import conform_to_signature as conform
-
-    return conform(frame, model)
 
 
 def _model_columns(model: Any, available: pd.DataFrame) -> pd.DataFrame:
@@ -111,10 +105,3 @@ def score_rows(
         out[f"{OUTLIERS}_run_id"] = outliers.run_id
     out["scored_at"] = scored_at
     return out
-
-
-def iter_chunks(frame: pd.DataFrame, chunk_rows: int) -> list[pd.DataFrame]:
-    """Consecutive row slices of at most `chunk_rows` rows (views, not copies)."""
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    return [frame.iloc[start : start + chunk_rows] for start in range(0, len(frame), chunk_rows)]

@@ -288,30 +288,6 @@ def score_frame(
     )
 
 
-def score_batches(paths: ProjectPaths, params: Params, batch: Path | None = None) -> dict[str, Any]:
-    """Score `batch`, or every pending file of the incoming folder. A rejected batch does not stop the
-    others; the stage fails at the end if any was rejected."""
-    batches = [Path(batch)] if batch is not None else pending_batches(paths, params)
-    if not batches:
-        log.info("nothing to score in %s", incoming_dir(paths, params))
-        return {"scored": [], "rejected": []}
-    champions = load_champions(paths, params)
-    scored, rejected = [], []
-    for path in batches:
-        try:
-            scored.append(score_file(paths, params, path, champions))
-        except DataValidationError as exc:
-            log.error("%s", exc)
-            rejected.append({"batch": batch_name(path), "error": str(exc)[:2000]})
-    if rejected and (batch is not None or not scored):
-        raise DataValidationError(
-            "; ".join(r["error"] for r in rejected), [], summary={"rejected": [r["batch"] for r in rejected]}
-        )
-    if rejected:
-        log.error("%d batch(es) rejected: %s", len(rejected), [r["batch"] for r in rejected])
-    return {"scored": scored, "rejected": rejected}
-
-
 # --- drift ---
 def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     if len(frame) <= limit:

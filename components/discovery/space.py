@@ -16,20 +16,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from components.discovery import DiscoveryInputError
 from components.features import TrackFeaturizer
-from components.schema import ARTIST_SEPARATOR, AUDIO_FEATURES, GENRE_SEPARATOR
+from components.schema import ARTIST_SEPARATOR, AUDIO_FEATURES, AUDIO_SPACE_FEATURES, GENRE_SEPARATOR
 
-SPACE_FEATURES: tuple[str, ...] = (
-    "danceability",
-    "energy",
-    "loudness",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-    "log_duration",
-)
+SPACE_FEATURES: tuple[str, ...] = AUDIO_SPACE_FEATURES
 # What the audio group of TrackFeaturizer can produce: the choices for `discovery.features`.
 AVAILABLE_FEATURES: tuple[str, ...] = (*AUDIO_FEATURES, "explicit", "log_duration")
 # Raw columns a query row needs (missing values are imputed; missing columns are an error).
