@@ -285,6 +285,9 @@ class Family(ABC):
     needs_scaling: ClassVar[bool] = False  # trees are scale-free; the MLP needs standardised inputs
     extra_feature_groups: ClassVar[tuple[str, ...]] = ()  # feature groups this family wants on top
     defaults: ClassVar[Mapping[str, Any]]
+    # The parameter counting boosting iterations or epochs, which early stopping cuts short (None: the
+    # family does not iterate). Its tuned value is a ceiling; the final fit finds the count to use.
+    iterations_param: ClassVar[str | None] = None
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -332,12 +335,18 @@ class Family(ABC):
     ) -> Any:
         """Fit; with eval_set, early-stop on it; with a trial too, report each iteration and prune."""
 
+    def kept_iterations(self, estimator: Any) -> int | None:
+        """How many iterations (or epochs) the last fit with an eval set kept: the best one, counted from 1.
+        None when the family does not iterate or the fit had no eval set."""
+        return None
+
     def __repr__(self) -> str:
         return f"<family {self.name}>"
 
 
 class LightGBMFamily(Family):
     name = "lightgbm"
+    iterations_param = "n_estimators"
     defaults: ClassVar[Mapping[str, Any]] = {
         "n_estimators": 300,
         "learning_rate": 0.05,
@@ -401,9 +410,14 @@ class LightGBMFamily(Family):
                 callbacks.append(LightGBMPruningCallback(trial, estimator.get_params()["metric"]))
         return estimator.fit(X, y, callbacks=callbacks or None, **kwargs)
 
+    def kept_iterations(self, estimator: Any) -> int | None:
+        best = int(getattr(estimator, "best_iteration_", 0) or 0)  # 1-based; 0 without early stopping
+        return best or None
+
 
 class XGBoostFamily(Family):
     name = "xgboost"
+    iterations_param = "n_estimators"
     defaults: ClassVar[Mapping[str, Any]] = {
         "n_estimators": 300,
         "learning_rate": 0.1,
@@ -466,9 +480,16 @@ class XGBoostFamily(Family):
             estimator.set_params(callbacks=None)
         return estimator
 
+    def kept_iterations(self, estimator: Any) -> int | None:
+        try:
+            return int(estimator.best_iteration) + 1  # 0-based; absent without early stopping
+        except AttributeError:
+            return None
+
 
 class CatBoostFamily(Family):
     name = "catboost"
+    iterations_param = "iterations"
     defaults: ClassVar[Mapping[str, Any]] = {
         "iterations": 300,
         "learning_rate": 0.1,
@@ -538,6 +559,10 @@ class CatBoostFamily(Family):
             pruning.check_pruned()  # CatBoost cannot raise from a callback: it stops, and we raise here
         return estimator
 
+    def kept_iterations(self, estimator: Any) -> int | None:
+        best = estimator.get_best_iteration()  # 0-based; None without an eval set
+        return None if best is None else int(best) + 1
+
 
 class RandomForestFamily(Family):
     name = "random_forest"
@@ -576,6 +601,7 @@ class RandomForestFamily(Family):
 class MLPFamily(Family):
     name = "mlp"
     needs_scaling = True
+    iterations_param = "max_epochs"
     # Integer genre_index / artist_bucket columns, which the network embeds (trees do better without).
     extra_feature_groups = ("ids",)
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -628,6 +654,10 @@ class MLPFamily(Family):
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         return estimator.fit(X, y, sample_weight=sample_weight, eval_set=eval_set, epoch_callback=callback)
+
+    def kept_iterations(self, estimator: Any) -> int | None:
+        best = int(getattr(estimator, "best_epoch_", -1))  # 0-based; -1 without an eval set
+        return best + 1 if best >= 0 else None
 
 
 FAMILIES: dict[str, Family] = {

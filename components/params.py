@@ -82,6 +82,9 @@ class TrainParams(_Section):
     balanced_weights: bool = False
     # Try the mean of the two best families; keep it only when it wins on cross-validation.
     blend: bool = True
+    # The final fit of a boosting family or the MLP runs as many iterations as early stopping keeps on this
+    # grouped share of its training rows (components.tuning.plan_refit); 0: the tuned count, unstopped.
+    refit_validation_share: float = Field(default=0.1, ge=0, le=0.5)
     profile: str = "default"
     profiles: dict[str, TuningProfile] = Field(default_factory=lambda: {"default": TuningProfile()})
 

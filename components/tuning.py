@@ -244,6 +244,70 @@ def tune(
     )
 
 
+@dataclass(frozen=True)
+class RefitPlan:
+    """The parameters of a final fit on all training rows, and how its iteration count was found."""
+
+    params: dict[str, Any]
+    iterations: int | None = None  # the count given to the final fit (None: the family does not iterate)
+    kept_on_inner: int | None = None  # iterations early stopping kept on the inner split
+    inner_rows: int | None = None  # rows the inner fit trained on
+    validation_rows: int | None = None
+
+
+def plan_refit(
+    family: Family,
+    task: TaskKind,
+    params: Mapping[str, Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray,
+    make_featurizer: Callable[[bool], Any],
+    seed: int,
+    device: str,
+    validation_share: float,
+    n_classes: int | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> RefitPlan:
+    """How many iterations a final fit on all of (X, y) should run.
+
+    A tuned iteration count is a ceiling that early stopping cut short on small CV folds: refitting all rows
+    with it, unstopped, overfits (LightGBM popularity on the artist holdout: RMSE 17.30 at the tuned 300
+    trees, 16.59 at the count found here). So the family is fitted once on the rows outside a grouped
+    `validation_share` of them, early-stopping on that share with the tuned count as the ceiling; the final
+    fit then runs the kept count scaled up by the row ratio (more rows take more iterations). Families that
+    do not iterate, and `validation_share` 0, keep the tuned params.
+    """
+    key = family.iterations_param
+    if key is None or validation_share <= 0:
+        return RefitPlan(params=dict(params))
+    y = np.asarray(y)
+    n_splits = max(2, round(1 / validation_share))
+    inner, valid = grouped_folds(np.asarray(groups), n_splits, seed)[0]
+    X = X.reset_index(drop=True)
+    featurizer = make_featurizer(family.needs_scaling)
+    inner_X = featurizer.fit_transform(X.iloc[inner], y[inner])
+    estimator = family.build(task, dict(params), seed, device, n_classes)
+    family.fit(
+        estimator,
+        inner_X,
+        y[inner],
+        sample_weight=None if sample_weight is None else np.asarray(sample_weight)[inner],
+        eval_set=(featurizer.transform(X.iloc[valid]), y[valid]),
+    )
+    kept = family.kept_iterations(estimator)
+    if kept is None:  # nothing was stopped (e.g. no eval metric): the tuned ceiling stands
+        return RefitPlan(params=dict(params), inner_rows=len(inner), validation_rows=len(valid))
+    iterations = max(1, round(kept * len(y) / len(inner)))
+    return RefitPlan(
+        params={**params, key: iterations},
+        iterations=iterations,
+        kept_on_inner=kept,
+        inner_rows=len(inner),
+        validation_rows=len(valid),
+    )
+
+
 def fit_final(
     family: Family,
     task: TaskKind,

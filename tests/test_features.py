@@ -56,6 +56,12 @@ def test_pure_feature_functions() -> None:
     assert acoustic_electronic_spectrum(pd.Series([0.0, 1.0]), energy).tolist() == pytest.approx([-0.9, 0.9])
     hot = genre_multi_hot(pd.Series(["pop|rock", "jazz", "unknown"]), ["jazz", "pop", "rock"])
     assert hot.to_numpy().tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0]]
+    # Missing, empty and repeated genres, on an index that is not 0..n-1: 0/1 only, rows kept in place.
+    labels = pd.Series([None, "rock|rock", "", "jazz|pop"], index=[7, 3, 3, 10])
+    hot = genre_multi_hot(labels, ["jazz", "pop", "rock"])
+    assert hot.index.tolist() == [7, 3, 3, 10]
+    assert hot.columns.tolist() == ["genre__jazz", "genre__pop", "genre__rock"]
+    assert hot.to_numpy().tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0]]
 
 
 def test_balanced_weights_favour_rare_bands() -> None:

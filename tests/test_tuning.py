@@ -23,6 +23,7 @@ from components.tuning import (
     TrialRecord,
     fit_final,
     grouped_folds,
+    plan_refit,
     tune,
 )
 from tests.test_features import GENRES, synthetic_tracks
@@ -254,6 +255,71 @@ def test_fit_final_regression_with_scaling_predicts_raw_rows(tracks: pd.DataFram
         assert prediction.shape == (10,) and np.isfinite(prediction).all()
     network = fit_final(FAMILIES["mlp"], "regression", params, X, y, make_featurizer, seed=1, device="cpu")
     assert network.named_steps["model"].embedding_columns_ == ["genre_index"]
+
+
+# Ceilings far above what ~300 noisy rows support, with fast learning: early stopping must cut each short.
+ITERATING_FAMILIES: dict[str, dict[str, Any]] = {
+    "lightgbm": {"n_estimators": 300, "learning_rate": 0.3, "early_stopping_rounds": 5},
+    "xgboost": {"n_estimators": 300, "learning_rate": 0.3, "early_stopping_rounds": 5},
+    "catboost": {"iterations": 300, "learning_rate": 0.3, "early_stopping_rounds": 5},
+    "mlp": {"max_epochs": 60, "patience": 2, "learning_rate": 0.01, "hidden_size": 16},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ITERATING_FAMILIES))
+def test_final_fit_runs_the_early_stopped_count_not_the_tuned_ceiling(
+    tracks: pd.DataFrame, name: str
+) -> None:
+    family = FAMILIES[name]
+    params = ITERATING_FAMILIES[name]
+    key = family.iterations_param
+    X, y = model_inputs(tracks), tracks["popularity"].to_numpy()
+    groups = primary_artist(tracks["artists"]).to_numpy()
+    plan = plan_refit(
+        family,
+        "regression",
+        params,
+        X,
+        y,
+        groups,
+        make_featurizer,
+        seed=3,
+        device="cpu",
+        validation_share=0.2,
+    )
+    assert plan.inner_rows is not None and plan.validation_rows is not None
+    assert plan.inner_rows + plan.validation_rows == len(y)
+    assert 1 <= plan.kept_on_inner < params[key]  # early stopping cut the inner fit short
+    assert plan.iterations == round(plan.kept_on_inner * len(y) / plan.inner_rows)
+    assert plan.params == {**params, key: plan.iterations}  # only the count changes
+    again = plan_refit(
+        family,
+        "regression",
+        params,
+        X,
+        y,
+        groups,
+        make_featurizer,
+        seed=3,
+        device="cpu",
+        validation_share=0.2,
+    )
+    assert again == plan  # seeded: the same split and the same count
+    model = fit_final(family, "regression", plan.params, X, y, make_featurizer, seed=3, device="cpu")
+    assert np.isfinite(model.predict(X.head(5))).all()
+
+
+def test_refit_keeps_the_params_of_families_that_do_not_iterate(tracks: pd.DataFrame) -> None:
+    X, y = model_inputs(tracks), tracks["popularity"].to_numpy()
+    groups = primary_artist(tracks["artists"]).to_numpy()
+    forest = {"n_estimators": 20, "max_depth": 4}
+    plan = plan_refit(
+        FAMILIES["random_forest"], "regression", forest, X, y, groups, make_featurizer, 3, "cpu", 0.1
+    )
+    assert plan.params == forest and plan.iterations is None and plan.inner_rows is None
+    boosted = ITERATING_FAMILIES["lightgbm"]
+    off = plan_refit(FAMILIES["lightgbm"], "regression", boosted, X, y, groups, make_featurizer, 3, "cpu", 0)
+    assert off.params == boosted and off.iterations is None  # share 0: the tuned ceiling, unstopped
 
 
 def test_folds_never_share_a_group() -> None:

@@ -265,7 +265,7 @@ def _cv_blend(
     """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
     criterion as tuning (RMSE or log-loss; lower is better)."""
     from components.families import FAMILIES, resolve_device
-    from components.tuning import fit_final, grouped_folds, score
+    from components.tuning import fit_final, grouped_folds, plan_refit, score
 
     kind = TASK_SPECS[task].kind
     device = resolve_device(params.train.device)
@@ -273,16 +273,32 @@ def _cv_blend(
     totals: dict[str, list[float]] = {}
     for fold_train, fold_valid in folds:
         members = []
+        fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
         for finalist in finalists:
+            # Each member is fitted the way the final fit does it, early-stopped count included.
             family = FAMILIES[finalist["family"]]
+            make = featurizer_factory(params, task, family.extra_feature_groups)
+            plan = plan_refit(
+                family,
+                kind,
+                finalist["best_params"],
+                fold_inputs,
+                data.y[fold_train],
+                data.groups[fold_train],
+                make,
+                params.train.seed,
+                device,
+                params.train.refit_validation_share,
+                n_classes=n_classes,
+            )
             members.append(
                 fit_final(
                     family,
                     kind,
-                    finalist["best_params"],
-                    data.inputs.iloc[fold_train],
+                    plan.params,
+                    fold_inputs,
                     data.y[fold_train],
-                    featurizer_factory(params, task, family.extra_feature_groups),
+                    make,
                     params.train.seed,
                     device,
                     n_classes=n_classes,
@@ -326,7 +342,7 @@ def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
 def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Fit each tuned family on the training rows of both protocols; pick the CV winner (or the blend)."""
     from components.families import FAMILIES, resolve_device
-    from components.tuning import fit_final
+    from components.tuning import fit_final, plan_refit
 
     tuned = [
         read_json(p)
@@ -361,6 +377,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         if blend_scores[BLEND] < best_single:
             selection["selected"] = BLEND
     fit_seconds: dict[str, dict[str, float]] = {}
+    refits: dict[str, dict[str, Any]] = {}
     train_rows: dict[str, int] = {}
     with atomic_dir(paths.task_models(task)) as staging:
         for protocol in protocols(params):
@@ -376,14 +393,38 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
             fitted = {}
             for entry in ranked:
                 family = FAMILIES[entry["family"]]
+                make = featurizer_factory(params, task, family.extra_feature_groups)
                 started = time.perf_counter()
-                pipeline = fit_final(
+                plan = plan_refit(
                     family,
                     kind,
                     entry["best_params"],
                     data.inputs,
                     data.y,
-                    featurizer_factory(params, task, family.extra_feature_groups),
+                    data.groups,
+                    make,
+                    params.train.seed,
+                    device,
+                    params.train.refit_validation_share,
+                    n_classes=n_classes,
+                    sample_weight=weights,
+                )
+                if plan.iterations is not None:
+                    refits.setdefault(protocol, {})[entry["family"]] = {
+                        "param": family.iterations_param,
+                        "tuned_ceiling": entry["best_params"].get(family.iterations_param),
+                        "kept_on_inner_split": plan.kept_on_inner,
+                        "inner_rows": plan.inner_rows,
+                        "validation_rows": plan.validation_rows,
+                        "final": plan.iterations,
+                    }
+                pipeline = fit_final(
+                    family,
+                    kind,
+                    plan.params,
+                    data.inputs,
+                    data.y,
+                    make,
                     params.train.seed,
                     device,
                     n_classes=n_classes,
@@ -403,6 +444,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                 blend = TaskModel(task, BlendModel(members, kind), classes, BLEND)
                 _save(blend, staging / protocol / BLEND, data)
         selection["fit_seconds"] = fit_seconds
+        selection["refit_iterations"] = refits
         selection["train_rows"] = train_rows
         write_json(selection, staging / "selection.json")
     plots = paths.reports / task / "tuning"
