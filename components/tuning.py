@@ -20,7 +20,7 @@ runs the trials still missing up to `n_trials`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class TuningResult:
     trials: list[TrialRecord]
     study_name: str
     metric: str = "rmse"
+    # Iterations (or epochs) early stopping kept on each CV fold of the best trial; None: not iterative.
+    best_kept_iterations: list[int] | None = None
 
 
 class NoCompletedTrialError(RuntimeError):
@@ -167,6 +169,7 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, space)
         scores = []
+        kept: list[int] = []
         for k, (train_idx, valid_idx) in enumerate(folds):
             X_train, X_valid = fold_features(k)
             estimator = family.build(task, params, seed, device, n_classes)
@@ -183,6 +186,10 @@ def tune(
                 raise ValueError(f"non-finite validation score on fold {k}: {fold_score}")
             scores.append(fold_score)
             trial.set_user_attr("fold_scores", scores)
+            fold_kept = family.kept_iterations(estimator)
+            if fold_kept is not None:
+                kept.append(fold_kept)
+                trial.set_user_attr("kept_iterations", kept)
             trial.report(fold_score, step=FOLD_STEP_OFFSET + k)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after fold {k}")
@@ -241,6 +248,7 @@ def tune(
         trials=trials,
         study_name=study_name,
         metric=METRIC_NAMES[task],
+        best_kept_iterations=best.user_attrs.get("kept_iterations"),
     )
 
 
@@ -249,10 +257,21 @@ class RefitPlan:
     """The parameters of a final fit on all training rows, and how its iteration count was found."""
 
     params: dict[str, Any]
-    iterations: int | None = None  # the count given to the final fit (None: the family does not iterate)
+    iterations: int | None = None  # the count given to the final fit (None: the tuned params stand)
     kept_on_inner: int | None = None  # iterations early stopping kept on the inner split
     inner_rows: int | None = None  # rows the inner fit trained on
     validation_rows: int | None = None
+    iterations_param: str | None = None
+
+    def for_rows(self, n_rows: int) -> dict[str, Any]:
+        """The params for a fit on `n_rows` rows of the same kind: the kept count scaled by the row ratio
+        (another protocol's training rows, a CV fold) without another early-stopping fit."""
+        if self.kept_on_inner is None or self.inner_rows is None or self.iterations_param is None:
+            return dict(self.params)
+        return {
+            **self.params,
+            self.iterations_param: max(1, round(self.kept_on_inner * n_rows / self.inner_rows)),
+        }
 
 
 def plan_refit(
@@ -305,7 +324,16 @@ def plan_refit(
         kept_on_inner=kept,
         inner_rows=len(inner),
         validation_rows=len(valid),
+        iterations_param=key,
     )
+
+
+def stopped_early(kept_per_fold: Sequence[int] | None, ceiling: Any) -> bool:
+    """Did early stopping cut any CV fold of the best trial short of the tuned ceiling? When every fold ran
+    to the ceiling, an early-stopping fit would only run to it again: the refit can skip that fit."""
+    if not kept_per_fold or ceiling is None:
+        return False
+    return any(int(k) < int(ceiling) for k in kept_per_fold)
 
 
 def fit_final(

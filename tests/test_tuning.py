@@ -24,6 +24,7 @@ from components.tuning import (
     fit_final,
     grouped_folds,
     plan_refit,
+    stopped_early,
     tune,
 )
 from tests.test_features import GENRES, synthetic_tracks
@@ -307,6 +308,27 @@ def test_final_fit_runs_the_early_stopped_count_not_the_tuned_ceiling(
     assert again == plan  # seeded: the same split and the same count
     model = fit_final(family, "regression", plan.params, X, y, make_featurizer, seed=3, device="cpu")
     assert np.isfinite(model.predict(X.head(5))).all()
+    # Another row count (the other protocol, a CV fold) scales the kept count without a second fit.
+    assert plan.for_rows(plan.inner_rows) == {**params, key: plan.kept_on_inner}
+    assert plan.for_rows(2 * plan.inner_rows)[key] == 2 * plan.kept_on_inner
+
+
+def test_tuning_records_the_iterations_each_fold_kept(tracks: pd.DataFrame, tmp_path: Path) -> None:
+    result = run(tracks, sqlite(tmp_path), n_trials=3, pruner=optuna.pruners.NopPruner())
+    kept = result.best_kept_iterations
+    assert kept is not None and len(kept) == 3  # one count per CV fold of the best trial
+    assert all(1 <= k <= result.best_params["n_estimators"] for k in kept)
+    forest = run(
+        tracks,
+        sqlite(tmp_path, "forest.db"),
+        family=FAMILIES["random_forest"],
+        space={"n_estimators": ParamSpec.fixed(10), "max_depth": ParamSpec.fixed(4)},
+        n_trials=1,
+    )
+    assert forest.best_kept_iterations is None  # nothing iterates, nothing to record
+    # A refit plans its count only when early stopping cut some fold short of the ceiling.
+    assert stopped_early([12, 40, 40], 40) and not stopped_early([40, 40, 40], 40)
+    assert not stopped_early(None, 40) and not stopped_early([12], None)
 
 
 def test_refit_keeps_the_params_of_families_that_do_not_iterate(tracks: pd.DataFrame) -> None:

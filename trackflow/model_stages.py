@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -39,6 +39,9 @@ from components.task_model import BlendModel, TaskModel
 from components.tasks import TASK_SPECS, TaskData, TaskName, genre_classes, task_data
 from trackflow.paths import ProjectPaths
 from trackflow.stages import PROTOCOLS, git_commit, mlflow_client, params_hash
+
+if TYPE_CHECKING:
+    from components.tuning import RefitPlan
 
 log = logging.getLogger("trackflow")
 BLEND = "blend"
@@ -215,6 +218,7 @@ def tune_family(
         "storage": storage,
         "best_params": result.best_params,
         "cv_score": result.best_value,
+        "cv_kept_iterations": result.best_kept_iterations,
         "direction": result.direction,
         "n_trials": result.n_trials,
         "n_complete": result.n_complete,
@@ -260,12 +264,18 @@ def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, 
 
 # --- fit ---
 def _cv_blend(
-    params: Params, task: TaskName, data: TaskData, finalists: list[dict[str, Any]], n_classes: int | None
+    params: Params,
+    task: TaskName,
+    data: TaskData,
+    finalists: list[dict[str, Any]],
+    plans: dict[str, RefitPlan],
+    n_classes: int | None,
 ) -> dict[str, float]:
     """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
-    criterion as tuning (RMSE or log-loss; lower is better)."""
+    criterion as tuning (RMSE or log-loss; lower is better). Members are fitted as the final fit fits them:
+    with their planned iteration count, scaled to the fold's rows."""
     from components.families import FAMILIES, resolve_device
-    from components.tuning import fit_final, grouped_folds, plan_refit, score
+    from components.tuning import fit_final, grouped_folds, score
 
     kind = TASK_SPECS[task].kind
     device = resolve_device(params.train.device)
@@ -275,30 +285,15 @@ def _cv_blend(
         members = []
         fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
         for finalist in finalists:
-            # Each member is fitted the way the final fit does it, early-stopped count included.
             family = FAMILIES[finalist["family"]]
-            make = featurizer_factory(params, task, family.extra_feature_groups)
-            plan = plan_refit(
-                family,
-                kind,
-                finalist["best_params"],
-                fold_inputs,
-                data.y[fold_train],
-                data.groups[fold_train],
-                make,
-                params.train.seed,
-                device,
-                params.train.refit_validation_share,
-                n_classes=n_classes,
-            )
             members.append(
                 fit_final(
                     family,
                     kind,
-                    plan.params,
+                    plans[finalist["family"]].for_rows(len(fold_train)),
                     fold_inputs,
                     data.y[fold_train],
-                    make,
+                    featurizer_factory(params, task, family.extra_feature_groups),
                     params.train.seed,
                     device,
                     n_classes=n_classes,
@@ -342,7 +337,7 @@ def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
 def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Fit each tuned family on the training rows of both protocols; pick the CV winner (or the blend)."""
     from components.families import FAMILIES, resolve_device
-    from components.tuning import fit_final, plan_refit
+    from components.tuning import fit_final
 
     tuned = [
         read_json(p)
@@ -365,66 +360,72 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         "cv_direction": ranked[0]["direction"],
         "selected": ranked[0]["family"],
     }
+    main_rows = _sample(
+        _rows(tracks, splits, params, task, params.split.protocol, "train"),
+        profile.max_train_rows,
+        params.train.seed,
+    )
+    weights = _weights(params, task, main_rows)
+    plans = {
+        entry["family"]: _refit_plan(params, task, entry, main_rows, weights, n_classes, device)
+        for entry in ranked
+    }
+    selection["refit_iterations"] = {
+        name: {
+            "param": plan.iterations_param,
+            "tuned_ceiling": next(e for e in ranked if e["family"] == name)["best_params"].get(
+                plan.iterations_param
+            ),
+            "kept_on_inner_split": plan.kept_on_inner,
+            "inner_rows": plan.inner_rows,
+            "validation_rows": plan.validation_rows,
+        }
+        for name, plan in plans.items()
+        if plan.kept_on_inner is not None
+    }
     if params.train.blend and len(ranked) >= 2:
         tune_rows = _sample(
             _rows(tracks, splits, params, task, params.split.protocol, "train"),
             profile.max_tune_rows,
             params.train.seed,
         )
-        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], n_classes)
+        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], plans, n_classes)
         best_single = min(blend_scores[t["family"]] for t in ranked[:2])
         selection["blend"] = {"members": [t["family"] for t in ranked[:2]], "cv_scores": blend_scores}
         if blend_scores[BLEND] < best_single:
             selection["selected"] = BLEND
     fit_seconds: dict[str, dict[str, float]] = {}
-    refits: dict[str, dict[str, Any]] = {}
+    final_iterations: dict[str, dict[str, int]] = {}
     train_rows: dict[str, int] = {}
     with atomic_dir(paths.task_models(task)) as staging:
         for protocol in protocols(params):
-            data = _sample(
-                _rows(tracks, splits, params, task, protocol, "train"),
-                profile.max_train_rows,
-                params.train.seed,
+            data = (
+                main_rows
+                if protocol == params.split.protocol
+                else _sample(
+                    _rows(tracks, splits, params, task, protocol, "train"),
+                    profile.max_train_rows,
+                    params.train.seed,
+                )
             )
             train_rows[protocol] = len(data.y)
-            weights = None
-            if task == "popularity" and params.train.balanced_weights:
-                weights = popularity_balanced_weights(data.y)
+            weights = _weights(params, task, data)
             fitted = {}
             for entry in ranked:
                 family = FAMILIES[entry["family"]]
-                make = featurizer_factory(params, task, family.extra_feature_groups)
+                fit_params = plans[entry["family"]].for_rows(len(data.y))
+                if family.iterations_param is not None:
+                    final_iterations.setdefault(protocol, {})[entry["family"]] = fit_params.get(
+                        family.iterations_param
+                    )
                 started = time.perf_counter()
-                plan = plan_refit(
-                    family,
-                    kind,
-                    entry["best_params"],
-                    data.inputs,
-                    data.y,
-                    data.groups,
-                    make,
-                    params.train.seed,
-                    device,
-                    params.train.refit_validation_share,
-                    n_classes=n_classes,
-                    sample_weight=weights,
-                )
-                if plan.iterations is not None:
-                    refits.setdefault(protocol, {})[entry["family"]] = {
-                        "param": family.iterations_param,
-                        "tuned_ceiling": entry["best_params"].get(family.iterations_param),
-                        "kept_on_inner_split": plan.kept_on_inner,
-                        "inner_rows": plan.inner_rows,
-                        "validation_rows": plan.validation_rows,
-                        "final": plan.iterations,
-                    }
                 pipeline = fit_final(
                     family,
                     kind,
-                    plan.params,
+                    fit_params,
                     data.inputs,
                     data.y,
-                    make,
+                    featurizer_factory(params, task, family.extra_feature_groups),
                     params.train.seed,
                     device,
                     n_classes=n_classes,
@@ -444,7 +445,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                 blend = TaskModel(task, BlendModel(members, kind), classes, BLEND)
                 _save(blend, staging / protocol / BLEND, data)
         selection["fit_seconds"] = fit_seconds
-        selection["refit_iterations"] = refits
+        selection["final_iterations"] = final_iterations
         selection["train_rows"] = train_rows
         write_json(selection, staging / "selection.json")
     plots = paths.reports / task / "tuning"
@@ -455,6 +456,59 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         for plot in _study_plots(entry, plots):
             client.log_artifact(entry["mlflow_run_id"], str(plot), "study")
     return selection
+
+
+def _weights(params: Params, task: TaskName, data: TaskData) -> np.ndarray | None:
+    if task == "popularity" and params.train.balanced_weights:
+        return popularity_balanced_weights(data.y)
+    return None
+
+
+def _refit_plan(
+    params: Params,
+    task: TaskName,
+    entry: dict[str, Any],
+    data: TaskData,
+    weights: np.ndarray | None,
+    n_classes: int | None,
+    device: str,
+) -> RefitPlan:
+    """The iteration count of one family's final fits, found once on the main protocol's training rows.
+    Skipped (the tuned count stands) when early stopping cut no CV fold of the best trial short: an
+    early-stopping fit would only run to the ceiling again."""
+    from components.families import FAMILIES
+    from components.tuning import RefitPlan, plan_refit, stopped_early
+
+    family = FAMILIES[entry["family"]]
+    ceiling = entry["best_params"].get(family.iterations_param) if family.iterations_param else None
+    if not stopped_early(entry.get("cv_kept_iterations"), ceiling):
+        return RefitPlan(params=dict(entry["best_params"]))
+    started = time.perf_counter()
+    plan = plan_refit(
+        family,
+        TASK_SPECS[task].kind,
+        entry["best_params"],
+        data.inputs,
+        data.y,
+        data.groups,
+        featurizer_factory(params, task, family.extra_feature_groups),
+        params.train.seed,
+        device,
+        params.train.refit_validation_share,
+        n_classes=n_classes,
+        sample_weight=weights,
+    )
+    log.info(
+        "%s/%s: early stopping kept %s of %s %s on %s rows (%.1f s)",
+        task,
+        family.name,
+        plan.kept_on_inner,
+        ceiling,
+        family.iterations_param,
+        f"{plan.inner_rows:,}",
+        time.perf_counter() - started,
+    )
+    return plan
 
 
 def _save(model: TaskModel, target: Path, data: TaskData) -> None:
