@@ -264,8 +264,9 @@ class RefitPlan:
     iterations_param: str | None = None
 
     def for_rows(self, n_rows: int) -> dict[str, Any]:
-        """The params for a fit on `n_rows` rows of the same kind: the kept count scaled by the row ratio
-        (another protocol's training rows, a CV fold) without another early-stopping fit."""
+        """The params for a fit on `n_rows` rows of the same kind (the other protocol's training rows, about
+        as many): the kept count scaled by the row ratio, without another early-stopping fit. Meant for
+        ratios near 1; an MLP on far fewer rows needs more epochs, not fewer."""
         if self.kept_on_inner is None or self.inner_rows is None or self.iterations_param is None:
             return dict(self.params)
         return {

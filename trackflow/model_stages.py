@@ -268,12 +268,11 @@ def _cv_blend(
     task: TaskName,
     data: TaskData,
     finalists: list[dict[str, Any]],
-    plans: dict[str, RefitPlan],
     n_classes: int | None,
 ) -> dict[str, float]:
     """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
-    criterion as tuning (RMSE or log-loss; lower is better). Members are fitted as the final fit fits them:
-    with their planned iteration count, scaled to the fold's rows."""
+    criterion as tuning (RMSE or log-loss; lower is better). On each fold a member runs the iteration count
+    early stopping kept on that fold in its best trial, so its score here is its tuning score."""
     from components.families import FAMILIES, resolve_device
     from components.tuning import fit_final, grouped_folds, score
 
@@ -281,7 +280,7 @@ def _cv_blend(
     device = resolve_device(params.train.device)
     folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
     totals: dict[str, list[float]] = {}
-    for fold_train, fold_valid in folds:
+    for k, (fold_train, fold_valid) in enumerate(folds):
         members = []
         fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
         for finalist in finalists:
@@ -290,7 +289,7 @@ def _cv_blend(
                 fit_final(
                     family,
                     kind,
-                    plans[finalist["family"]].for_rows(len(fold_train)),
+                    _fold_params(finalist, family.iterations_param, k, len(folds)),
                     fold_inputs,
                     data.y[fold_train],
                     featurizer_factory(params, task, family.extra_feature_groups),
@@ -389,7 +388,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
             profile.max_tune_rows,
             params.train.seed,
         )
-        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], plans, n_classes)
+        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], n_classes)
         best_single = min(blend_scores[t["family"]] for t in ranked[:2])
         selection["blend"] = {"members": [t["family"] for t in ranked[:2]], "cv_scores": blend_scores}
         if blend_scores[BLEND] < best_single:
@@ -456,6 +455,16 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         for plot in _study_plots(entry, plots):
             client.log_artifact(entry["mlflow_run_id"], str(plot), "study")
     return selection
+
+
+def _fold_params(finalist: dict[str, Any], key: str | None, fold: int, n_folds: int) -> dict[str, Any]:
+    """A finalist's params on CV fold `fold`: its tuned params with the count early stopping kept on that
+    fold (the blend CV uses the tuning folds). A count scaled from the final fit's would not do: a fold has
+    a fifth of its rows, and an MLP on fewer rows needs more epochs, not fewer."""
+    kept = finalist.get("cv_kept_iterations")
+    if key is None or not kept or len(kept) != n_folds:
+        return dict(finalist["best_params"])
+    return {**finalist["best_params"], key: int(kept[fold])}
 
 
 def _weights(params: Params, task: TaskName, data: TaskData) -> np.ndarray | None:
