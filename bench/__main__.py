@@ -13,7 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import audio, drift, environment, quality, repro, scoring, training, validation
-from bench.harness import REPO, BenchError, Context, Section, read_results, say, write_result
+from bench.harness import (
+    REPO,
+    BenchError,
+    Context,
+    Section,
+    host_cpu_ticks,
+    read_results,
+    say,
+    steal_share,
+    write_result,
+)
 from bench.report import render
 
 # In the order they run: training makes the project roots the later sections measure.
@@ -113,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"sections {', '.join(chosen)}; work folder {workdir}; results {results_dir}")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
+    run_ticks = host_cpu_ticks()
     failed = []
     try:
         for name in chosen:
             section_started = time.perf_counter()
+            section_ticks = host_cpu_ticks()
             say(f"== {name} ==")
             try:
                 data = SECTIONS[name](ctx)
@@ -129,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 data, status = {"error": detail}, "error"
                 failed.append(name)
                 say(f"{name} FAILED: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            data = {**data, "cpu_steal_share": steal_share(section_ticks, host_cpu_ticks())}
             write_result(ctx, name, status, time.perf_counter() - section_started, data)
     finally:
         if not args.keep and not args.workdir:
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "complete": complete and not failed,
             "failed": failed,
             "cores": len(os.sched_getaffinity(0)),
+            "cpu_steal_share": steal_share(run_ticks, host_cpu_ticks()),
             "repeats": args.repeats,
             "argv": sys.argv[1:] if argv is None else argv,
         },

@@ -243,6 +243,28 @@ def git_commit(repo: Path) -> str:
     return f"{commit}-dirty" if commit and dirty else commit or "unknown"
 
 
+def host_cpu_ticks() -> dict[str, int] | None:
+    """The machine's CPU time counters since boot (Linux /proc/stat), None elsewhere. On a virtual machine
+    `steal` is the time the hypervisor gave our virtual CPUs to other guests: wall times measured while it
+    is high say more about the host than about this code."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()
+    except OSError:
+        return None
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    if fields[0] != "cpu" or len(fields) < 1 + len(names):
+        return None
+    return dict(zip(names, (int(v) for v in fields[1 : 1 + len(names)]), strict=True))
+
+
+def steal_share(before: Mapping[str, int] | None, after: Mapping[str, int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor took between two host_cpu_ticks() readings."""
+    if not before or not after:
+        return None
+    total = sum(after[k] - before[k] for k in after)
+    return (after["steal"] - before["steal"]) / total if total > 0 else None
+
+
 def write_result(ctx: Context, section: str, status: str, seconds: float, data: Mapping[str, Any]) -> Path:
     """results/<section>.json: what was measured, when, on which commit, in which mode."""
     payload = {

@@ -101,11 +101,17 @@ def _not_measured(results: Mapping[str, Any], section: str) -> list[str]:
     return ["_Failed: the section did not produce numbers._", "", "```text", error[-3000:], "```"]
 
 
+def steal_note(share: float | None) -> str:
+    """How much CPU the hypervisor took (empty when unknown): wall times are only comparable without it."""
+    return "" if share is None else f"CPU steal {share:.0%}"
+
+
 def _measured_line(entry: Mapping[str, Any]) -> str:
+    steal = steal_note(entry.get("data", {}).get("cpu_steal_share"))
     return (
         f"_Measured {entry['measured_at']} on commit "
         f"`{entry['commit']}`{' in --quick mode' if entry.get('quick') else ''}, section wall time "
-        f"{seconds(entry['seconds'])}._"
+        f"{seconds(entry['seconds'])}{'; ' + steal if steal else ''}._"
     )
 
 
@@ -161,7 +167,12 @@ def targets(results: Mapping[str, Any]) -> list[list[str]]:
             [
                 f"`make bench` from scratch in under 30 min on {BUDGET_CORES} cores",
                 f"{seconds(total)} on {cores} cores"
-                + ("" if on_budget_machine else " (not a 2-core machine)"),
+                + ("" if on_budget_machine else " (not a 2-core machine)")
+                + (
+                    f" ({steal_note(run['data']['cpu_steal_share'])}: the hypervisor's share of the CPU)"
+                    if run["data"].get("cpu_steal_share")
+                    else ""
+                ),
                 yes_no(total < BUDGET_TARGET_S) if on_budget_machine else "n/a",
             ]
         )
@@ -560,9 +571,13 @@ def render(results: Mapping[str, Mapping[str, Any]]) -> str:
     if run:
         lines += [
             f"Run of {run.get('started_at', '?')}: sections {', '.join(run.get('sections', []))}; "
-            f"{seconds(run.get('total_s'))} in all on {run.get('cores', '?')} cores; repeats "
+            f"{seconds(run.get('total_s'))} in all on {run.get('cores', '?')} cores"
+            + (f" ({steal_note(run['cpu_steal_share'])})" if run.get("cpu_steal_share") is not None else "")
+            + "; repeats "
             f"{run.get('repeats')}. A timing reads `median [min - max]` over the repeats; `1 run` marks a "
-            "single measurement.",
+            "single measurement. On a virtual machine the hypervisor may give our CPUs' time to other guests "
+            "(CPU steal, from /proc/stat, given per section): wall times measured under steal overstate what "
+            "this code needs.",
             "",
         ]
     lines += ["## Summary", "", *table(["target", "measured", "met"], targets(results)), ""]

@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from bench import quality, validation
-from bench.harness import BenchError, Context, read_results, spread, write_result
+from bench.harness import (
+    BenchError,
+    Context,
+    host_cpu_ticks,
+    read_results,
+    spread,
+    steal_share,
+    write_result,
+)
 from bench.report import render
 from bench.scoring import scoring_batch, unique_track_ids
 from tests.conftest import REPO, make_project, sample_rows
@@ -87,6 +95,28 @@ def test_spread_is_median_min_max() -> None:
     assert spread([4.0])["median"] == spread([4.0])["min"] == 4.0
     with pytest.raises(ValueError, match="no measurements"):
         spread([])
+
+
+def test_cpu_steal_is_measured_and_reported(tmp_path: Path) -> None:
+    before = {
+        "user": 100,
+        "nice": 0,
+        "system": 20,
+        "idle": 60,
+        "iowait": 0,
+        "irq": 0,
+        "softirq": 0,
+        "steal": 20,
+    }
+    after = {**before, "user": 150, "system": 30, "idle": 70, "steal": 50}  # 30 of 100 new ticks stolen
+    assert steal_share(before, after) == pytest.approx(0.3)
+    assert steal_share(None, after) is None and steal_share(before, before) is None
+    now = host_cpu_ticks()
+    assert now is None or (set(now) >= {"steal", "idle"} and all(v >= 0 for v in now.values()))
+    ctx = Context(repo=REPO, work=tmp_path, results=tmp_path / "results")
+    run = {"started_at": "t", "total_s": 60.0, "sections": ["drift"], "cores": 2, "complete": False}
+    write_result(ctx, "run", "ok", 60.0, {**run, "cpu_steal_share": 0.3})
+    assert "60.0 s in all on 2 cores (CPU steal 30%)" in render(read_results(ctx.results))
 
 
 def test_published_numbers_are_in_their_quotes(tmp_path: Path) -> None:
