@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -318,15 +318,15 @@ def plan_refit(
     kept = family.kept_iterations(estimator)
     if kept is None:  # nothing was stopped (e.g. no eval metric): the tuned ceiling stands
         return RefitPlan(params=dict(params), inner_rows=len(inner), validation_rows=len(valid))
-    iterations = max(1, round(kept * len(y) / len(inner)))
-    return RefitPlan(
-        params={**params, key: iterations},
-        iterations=iterations,
+    plan = RefitPlan(
+        params=dict(params),
         kept_on_inner=kept,
         inner_rows=len(inner),
         validation_rows=len(valid),
         iterations_param=key,
     )
+    planned = plan.for_rows(len(y))  # one scaling rule for this fit and for the other protocol's
+    return replace(plan, params=planned, iterations=planned[key])
 
 
 def stopped_early(kept_per_fold: Sequence[int] | None, ceiling: Any) -> bool:

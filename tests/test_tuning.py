@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -276,35 +277,16 @@ def test_final_fit_runs_the_early_stopped_count_not_the_tuned_ceiling(
     key = family.iterations_param
     X, y = model_inputs(tracks), tracks["popularity"].to_numpy()
     groups = primary_artist(tracks["artists"]).to_numpy()
-    plan = plan_refit(
-        family,
-        "regression",
-        params,
-        X,
-        y,
-        groups,
-        make_featurizer,
-        seed=3,
-        device="cpu",
-        validation_share=0.2,
+    plan_once = functools.partial(
+        plan_refit, family, "regression", params, X, y, groups, make_featurizer, seed=3, device="cpu"
     )
+    plan = plan_once(validation_share=0.2)
     assert plan.inner_rows is not None and plan.validation_rows is not None
     assert plan.inner_rows + plan.validation_rows == len(y)
     assert 1 <= plan.kept_on_inner < params[key]  # early stopping cut the inner fit short
     assert plan.iterations == round(plan.kept_on_inner * len(y) / plan.inner_rows)
     assert plan.params == {**params, key: plan.iterations}  # only the count changes
-    again = plan_refit(
-        family,
-        "regression",
-        params,
-        X,
-        y,
-        groups,
-        make_featurizer,
-        seed=3,
-        device="cpu",
-        validation_share=0.2,
-    )
+    again = plan_once(validation_share=0.2)
     assert again == plan  # seeded: the same split and the same count
     model = fit_final(family, "regression", plan.params, X, y, make_featurizer, seed=3, device="cpu")
     assert np.isfinite(model.predict(X.head(5))).all()
