@@ -288,6 +288,9 @@ class Family(ABC):
     # The parameter counting boosting iterations or epochs, which early stopping cuts short (None: the
     # family does not iterate). Its tuned value is a ceiling; the final fit finds the count to use.
     iterations_param: ClassVar[str | None] = None
+    # The early-stopping window (iterations or epochs without improvement before a fit stops); tuning
+    # prunes a lagging trial only once it has stalled for half of it (components.tuning.StallMedianPruner).
+    patience_param: ClassVar[str | None] = None
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -347,6 +350,7 @@ class Family(ABC):
 class LightGBMFamily(Family):
     name = "lightgbm"
     iterations_param = "n_estimators"
+    patience_param = "early_stopping_rounds"
     defaults: ClassVar[Mapping[str, Any]] = {
         "n_estimators": 300,
         "learning_rate": 0.05,
@@ -418,6 +422,7 @@ class LightGBMFamily(Family):
 class XGBoostFamily(Family):
     name = "xgboost"
     iterations_param = "n_estimators"
+    patience_param = "early_stopping_rounds"
     defaults: ClassVar[Mapping[str, Any]] = {
         "n_estimators": 300,
         "learning_rate": 0.1,
@@ -490,6 +495,7 @@ class XGBoostFamily(Family):
 class CatBoostFamily(Family):
     name = "catboost"
     iterations_param = "iterations"
+    patience_param = "early_stopping_rounds"
     defaults: ClassVar[Mapping[str, Any]] = {
         "iterations": 300,
         "learning_rate": 0.1,
@@ -602,6 +608,7 @@ class MLPFamily(Family):
     name = "mlp"
     needs_scaling = True
     iterations_param = "max_epochs"
+    patience_param = "patience"
     # Integer genre_index / artist_bucket columns, which the network embeds (trees do better without).
     extra_feature_groups = ("ids",)
     defaults: ClassVar[Mapping[str, Any]] = {

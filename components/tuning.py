@@ -9,9 +9,13 @@ featurizer is fitted on the fold's training part only. Scores, all minimised:
   library can early-stop and prune on it per iteration, where ROC-AUC would flip the direction);
 - multiclass: multi-class log loss over all K classes.
 
-Pruning (MedianPruner) acts at two levels: on the first fold the family reports every boosting iteration or
-epoch; then each fold's score is reported at step FOLD_STEP_OFFSET + fold index. The offset keeps the two
-kinds of steps apart, so a fold score is only ever compared with other trials' fold scores.
+Pruning (StallMedianPruner) acts at two levels: on the first fold the family reports every boosting
+iteration or epoch; then after each fold the mean score of the folds so far is reported at step
+FOLD_STEP_OFFSET + fold index (no pruning after the last fold: the work is done). The offset keeps the two
+kinds of steps apart, so a fold-level value is only ever compared with other trials' means over the same
+folds. At the iteration level a trial behind the median is pruned only once it has stopped improving: a
+low learning rate is behind at every early step, and plain median pruning cut those trials whatever they
+would have reached.
 
 Studies live in the given Optuna storage: re-running `tune` with the same study name resumes it and only
 runs the trials still missing up to `n_trials`.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,55 @@ DIRECTION = "minimize"  # every metric below is a loss
 FOLD_STEP_OFFSET = 1_000_000  # fold-level reports sit above any iteration / epoch step
 METRIC_NAMES: dict[str, str] = {"regression": "rmse", "binary": "log_loss", "multiclass": "log_loss"}
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STALL_STEPS_ATTR = "stall_steps"  # trial user attr: steps without improvement before iteration pruning
+
+
+class StallMedianPruner(optuna.pruners.BasePruner):
+    """Median pruning that does not cut slow learners (for minimised values).
+
+    Iteration steps (below FOLD_STEP_OFFSET): a trial is pruned when its best value so far is worse than
+    the median of the completed trials at the same step, and it has not improved over its last
+    `stall_steps` reports (the trial's user attr STALL_STEPS_ATTR, else `default_stall_steps`). Without the
+    second condition a trial with a low learning rate, behind at every early step but still improving, is
+    cut: on the full-profile popularity studies, plain median pruning cut 36 of 40 CatBoost and 28 of 40
+    XGBoost trials inside their first fit, most at iteration 10 (the first step past the warm-up), and
+    only the trials with the highest learning rates completed. Fold steps: the trial's value against the
+    median of the completed trials' values at the same step; these are finished fits, so no stall is needed.
+    """
+
+    def __init__(self, n_startup_trials: int = 2, n_warmup_steps: int = 10, default_stall_steps: int = 10):
+        if n_startup_trials < 0 or n_warmup_steps < 0 or default_stall_steps < 1:
+            raise ValueError(
+                "n_startup_trials and n_warmup_steps must be >= 0 and default_stall_steps >= 1, got "
+                f"{n_startup_trials}, {n_warmup_steps}, {default_stall_steps}"
+            )
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+        self.default_stall_steps = default_stall_steps
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        if study.direction != optuna.study.StudyDirection.MINIMIZE:
+            raise ValueError("StallMedianPruner prunes minimised values only")
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        others = [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
+        if len(completed) < max(1, self.n_startup_trials) or not others:
+            return False
+        median = float(np.nanmedian(others))
+        if step >= FOLD_STEP_OFFSET:
+            return bool(trial.intermediate_values[step] > median)
+        if step < self.n_warmup_steps:
+            return False
+        history = [
+            value for key, value in sorted(trial.intermediate_values.items()) if key < FOLD_STEP_OFFSET
+        ]
+        stall_steps = int(trial.user_attrs.get(STALL_STEPS_ATTR, self.default_stall_steps))
+        if len(history) <= stall_steps:
+            return False
+        improved_lately = min(history[-stall_steps:]) < min(history[:-stall_steps])
+        return not improved_lately and min(history) > median
 
 
 @dataclass(frozen=True)
@@ -66,6 +119,10 @@ class TuningResult:
     metric: str = "rmse"
     # Iterations (or epochs) early stopping kept on each CV fold of the best trial; None: not iterative.
     best_kept_iterations: list[int] | None = None
+    # The best trial's out-of-fold outputs on the tuning rows, in their order (predictions, or class
+    # probabilities): what a blend of finalists is scored on without refitting them. None when the best
+    # trial ran in an earlier process (a resumed study).
+    best_oof: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class NoCompletedTrialError(RuntimeError):
@@ -74,10 +131,22 @@ class NoCompletedTrialError(RuntimeError):
 
 def score(task: TaskKind, estimator: Any, X: Any, y: np.ndarray, n_classes: int | None = None) -> float:
     """The tuning metric of `estimator` on (X, y): RMSE, or log loss over all classes."""
+    return score_output(task, predict_output(task, estimator, X), y, n_classes)
+
+
+def predict_output(task: TaskKind, estimator: Any, X: Any) -> np.ndarray:
+    """What the tuning metric scores: predictions for regression, class probabilities otherwise."""
     if task == "regression":
-        return float(math.sqrt(mean_squared_error(y, estimator.predict(X))))
+        return np.asarray(estimator.predict(X), dtype="float64")
+    return np.asarray(estimator.predict_proba(X), dtype="float64")
+
+
+def score_output(task: TaskKind, output: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> float:
+    """The tuning metric of outputs from `predict_output` (or a mean of several models' outputs)."""
+    if task == "regression":
+        return float(math.sqrt(mean_squared_error(y, output)))
     k = 2 if task == "binary" else int(n_classes or 0)
-    proba = np.asarray(estimator.predict_proba(X), dtype="float64")
+    proba = np.array(output, dtype="float64")  # a copy: clipped and renormalised below
     if proba.shape[1] != k:
         raise ValueError(f"predict_proba returned {proba.shape[1]} columns for {k} classes")
     # Floating-point sums drift from 1 (float32 softmax, widened columns): renormalise before scoring.
@@ -143,7 +212,7 @@ def tune(
     transform(X)). A trial that raises anything but TrialPruned is recorded as FAIL and the study goes on.
     Same inputs and seed on a fresh study give the same trials; a resumed study reseeds its sampler, so
     its later trials differ from those of one uninterrupted run. Trials left RUNNING by a killed process
-    are not counted (one process per study is assumed). `pruner` overrides the default MedianPruner.
+    are not counted (one process per study is assumed). `pruner` overrides the default StallMedianPruner.
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
@@ -155,6 +224,7 @@ def tune(
     folds = grouped_folds(groups, cv_folds, seed)
     # A fold's features do not depend on the trial's params: featurize each fold once, on first use.
     fold_cache: dict[int, tuple[Any, Any]] = {}
+    best_oof: dict[str, Any] = {}  # the best completed trial of this process: number, value, outputs
 
     def fold_features(k: int) -> tuple[Any, Any]:
         if k not in fold_cache:
@@ -168,8 +238,12 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, space)
+        if family.patience_param is not None:
+            patience = int(family.resolve_params(params)[family.patience_param])
+            trial.set_user_attr(STALL_STEPS_ATTR, max(1, patience // 2))
         scores = []
         kept: list[int] = []
+        oof: np.ndarray | None = None
         for k, (train_idx, valid_idx) in enumerate(folds):
             X_train, X_valid = fold_features(k)
             estimator = family.build(task, params, seed, device, n_classes)
@@ -181,7 +255,11 @@ def tune(
                 eval_set=(X_valid, y[valid_idx]),
                 trial=trial if k == 0 else None,
             )
-            fold_score = score(task, estimator, X_valid, y[valid_idx], n_classes)
+            output = predict_output(task, estimator, X_valid)
+            if oof is None:
+                oof = np.full((len(y), *output.shape[1:]), np.nan)
+            oof[valid_idx] = output
+            fold_score = score_output(task, output, y[valid_idx], n_classes)
             if not math.isfinite(fold_score):
                 raise ValueError(f"non-finite validation score on fold {k}: {fold_score}")
             scores.append(fold_score)
@@ -190,10 +268,15 @@ def tune(
             if fold_kept is not None:
                 kept.append(fold_kept)
                 trial.set_user_attr("kept_iterations", kept)
-            trial.report(fold_score, step=FOLD_STEP_OFFSET + k)
-            if trial.should_prune():
+            # The running mean (the objective so far) is steadier than one fold's score. After the last
+            # fold the work is done: the trial completes, and TPE learns from its full score.
+            trial.report(float(np.mean(scores)), step=FOLD_STEP_OFFSET + k)
+            if k < len(folds) - 1 and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after fold {k}")
-        return float(np.mean(scores))
+        value = float(np.mean(scores))
+        if not best_oof or value < best_oof["value"]:
+            best_oof.update(number=trial.number, value=value, output=oof)
+        return value
 
     _ensure_sqlite_parent(storage)
     study = optuna.create_study(
@@ -203,10 +286,9 @@ def tune(
         load_if_exists=True,
         # A few random trials, then TPE; seeded so that a run is reproducible.
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
-        # Prune once two trials have completed. Per-iteration comparisons favour high learning rates (they
-        # converge sooner), so iteration-level pruning waits for 10 iterations / epochs of warm-up; the
-        # fold-level reports, past the warm-up by construction, compare finished fits only.
-        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=10),
+        # Prune once two trials have completed; a lagging trial at the iteration level only once it has
+        # stalled for half its early-stopping window (the rest of the window would rarely rescue it).
+        pruner=pruner or StallMedianPruner(n_startup_trials=2, n_warmup_steps=10),
     )
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
         raise ValueError(f"study {study_name!r} exists with direction {study.direction.name}, not minimize")
@@ -249,6 +331,7 @@ def tune(
         study_name=study_name,
         metric=METRIC_NAMES[task],
         best_kept_iterations=best.user_attrs.get("kept_iterations"),
+        best_oof=best_oof["output"] if best_oof.get("number") == best.number else None,
     )
 
 

@@ -54,6 +54,33 @@ def test_holdout_metrics_are_honest_and_better_than_chance(trained_project: Path
     assert (root / "reports" / "popularity" / "predicted_vs_actual.png").is_file()
 
 
+def test_blend_is_scored_on_the_tuning_out_of_fold_outputs(trained_project: Path) -> None:
+    """No refit for the blend CV: the members' saved outputs score as their tuning did, and refitting them
+    on the folds (the path for a study resumed from an earlier process) gives the same scores."""
+    paths = ProjectPaths.at(trained_project)
+    params = stages.params_for(paths)
+    tracks, splits = model_stages._load(paths)
+    for task in TASK_NAMES:
+        selection = read_json(paths.task_models(task) / "selection.json")
+        assert selection["blend"]["scored_on"] == "tuning out-of-fold outputs"
+        tuned = {
+            name: read_json(paths.tuning(task) / f"{name}.json") for name in selection["blend"]["members"]
+        }
+        for name, entry in tuned.items():
+            assert selection["blend"]["cv_scores"][name] == pytest.approx(entry["cv_score"], rel=1e-9)
+        rows = model_stages._sample(
+            model_stages._rows(tracks, splits, params, task, params.split.protocol, "train"),
+            params.train.tuning.max_tune_rows,
+            params.train.seed,
+        )
+        finalists = [{**entry, "oof_file": None} for entry in tuned.values()]
+        refit, source = model_stages._cv_blend(
+            paths, params, task, rows, finalists, model_stages._n_classes(task, tracks)
+        )
+        assert source == "refit on the tuning folds"
+        assert refit == pytest.approx(selection["blend"]["cv_scores"], rel=1e-6)
+
+
 def test_tuning_trials_are_nested_runs(trained_project: Path) -> None:
     client = _client(trained_project)
     experiment = client.get_experiment_by_name("trackflow")

@@ -20,11 +20,14 @@ from components.modeling import model_inputs
 from components.tracks import primary_artist
 from components.tuning import (
     FOLD_STEP_OFFSET,
+    STALL_STEPS_ATTR,
     NoCompletedTrialError,
+    StallMedianPruner,
     TrialRecord,
     fit_final,
     grouped_folds,
     plan_refit,
+    score_output,
     stopped_early,
     tune,
 )
@@ -132,6 +135,84 @@ def test_pruning_cuts_bad_lightgbm_trials(tracks: pd.DataFrame, tmp_path: Path) 
     assert {0, FOLD_STEP_OFFSET, FOLD_STEP_OFFSET + 2} <= steps
 
 
+def _study_with_completed(curves: list[list[float]], fold_scores: list[float]) -> optuna.Study:
+    """A study whose completed trials reported `curves` (iteration steps) and one score on fold 0."""
+    study = optuna.create_study(direction="minimize")
+    for curve, fold_score in zip(curves, fold_scores, strict=True):
+        values = {step: value for step, value in enumerate(curve)}
+        values[FOLD_STEP_OFFSET] = fold_score
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={}, distributions={}, value=fold_score, intermediate_values=values
+            )
+        )
+    return study
+
+
+def _running(values: dict[int, float], stall_steps: int | None = None) -> optuna.trial.FrozenTrial:
+    attrs = {} if stall_steps is None else {STALL_STEPS_ATTR: stall_steps}
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING,
+        params={},
+        distributions={},
+        intermediate_values=values,
+        user_attrs=attrs,
+    )
+
+
+def test_stall_pruner_spares_a_slow_learner_and_prunes_it_once_stalled() -> None:
+    # Two fast learners, converged near 1.0 by step 10; a slow one still improving at step 30.
+    fast = [2.0 * 0.8**step + 1.0 for step in range(40)]
+    study = _study_with_completed([fast, [v + 0.01 for v in fast]], [1.0, 1.01])
+    pruner = StallMedianPruner(n_startup_trials=2, n_warmup_steps=5)
+    improving = {step: 3.0 - 0.05 * step for step in range(31)}  # behind the median, still improving
+    assert not pruner.prune(study, _running(improving, stall_steps=5))
+    # The same trial flat for its last 5 steps and still behind: pruned.
+    stalled = {**improving, **{step: improving[30] for step in range(31, 36)}}
+    assert pruner.prune(study, _running(stalled, stall_steps=5))
+    # A longer stall window (a longer early-stopping patience) gives it more time.
+    assert not pruner.prune(study, _running(stalled, stall_steps=10))
+    # A stalled trial ahead of the median is never pruned.
+    ahead = {step: 0.5 for step in range(36)}
+    assert not pruner.prune(study, _running(ahead, stall_steps=5))
+
+
+def test_stall_pruner_judges_a_fold_score_against_the_same_fold_only() -> None:
+    study = _study_with_completed([[2.0, 1.0], [2.0, 1.1]], [1.0, 1.1])
+    pruner = StallMedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    # A good first fold does not shield a worse-than-median score on the fold being judged.
+    better_curve = {0: 0.2, 1: 0.1}
+    assert pruner.prune(study, _running({**better_curve, FOLD_STEP_OFFSET: 1.2}))
+    assert not pruner.prune(study, _running({**better_curve, FOLD_STEP_OFFSET: 1.0}))
+    # A fold no completed trial reported on: nothing to compare with, no pruning.
+    assert not pruner.prune(study, _running({FOLD_STEP_OFFSET + 1: 9.0}))
+    # Before n_startup_trials have completed, nothing is pruned.
+    assert not StallMedianPruner(n_startup_trials=3).prune(study, _running({FOLD_STEP_OFFSET: 9.0}))
+
+
+class PruneAfterLastFold(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.last_step == FOLD_STEP_OFFSET + 2  # run() uses 3 folds
+
+
+def test_fold_reports_are_running_means_and_the_last_fold_is_never_pruned(
+    tracks: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = run(tracks, sqlite(tmp_path), n_trials=2, pruner=PruneAfterLastFold())
+    assert result.n_complete == 2 and result.n_pruned == 0  # all the work was done: nothing to save
+    for trial in optuna.load_study(study_name="study", storage=sqlite(tmp_path)).trials:
+        folds = trial.user_attrs["fold_scores"]
+        reported = [trial.intermediate_values[FOLD_STEP_OFFSET + k] for k in range(3)]
+        assert reported == pytest.approx([np.mean(folds[: k + 1]) for k in range(3)])
+        assert trial.value == pytest.approx(reported[-1])
+
+
+def test_tuning_sets_the_stall_window_from_the_family_patience(tracks: pd.DataFrame, tmp_path: Path) -> None:
+    run(tracks, sqlite(tmp_path), n_trials=1)
+    study = optuna.load_study(study_name="study", storage=sqlite(tmp_path))
+    assert study.trials[0].user_attrs[STALL_STEPS_ATTR] == 2  # early_stopping_rounds 5 // 2
+
+
 def test_resume_runs_only_the_missing_trials(tracks: pd.DataFrame, tmp_path: Path) -> None:
     seen: list[TrialRecord] = []
     first = run(tracks, sqlite(tmp_path), n_trials=2, on_trial=seen.append)
@@ -148,6 +229,22 @@ def test_resume_runs_only_the_missing_trials(tracks: pd.DataFrame, tmp_path: Pat
     # The same study name cannot be resumed for another family or task.
     with pytest.raises(ValueError, match="was created for"):
         run(tracks, sqlite(tmp_path), family=FAMILIES["mlp"], space=MLP_SPACE, n_trials=5)
+
+
+def test_the_best_trial_keeps_its_out_of_fold_outputs(tracks: pd.DataFrame, tmp_path: Path) -> None:
+    """They score as the best trial's folds did; a resumed study whose best trial ran before has none."""
+    result = run(tracks, sqlite(tmp_path), n_trials=3, pruner=optuna.pruners.NopPruner())
+    assert result.best_oof is not None and result.best_oof.shape == (len(tracks),)
+    assert not np.isnan(result.best_oof).any()  # every row is in exactly one validation fold
+    best = optuna.load_study(study_name="study", storage=sqlite(tmp_path)).best_trial
+    y = tracks["popularity"].to_numpy()
+    groups = primary_artist(tracks["artists"]).to_numpy()
+    rescored = [score_output("regression", result.best_oof[v], y[v]) for _, v in grouped_folds(groups, 3, 7)]
+    assert rescored == pytest.approx(best.user_attrs["fold_scores"])
+    # Resumed with one more trial, which does not win: the best ran in the first process.
+    resumed = run(tracks, sqlite(tmp_path), n_trials=4, pruner=optuna.pruners.NopPruner())
+    assert resumed.n_trials == 4 and resumed.best_value == result.best_value
+    assert resumed.best_oof is None
 
 
 class FlakyLightGBM(LightGBMFamily):

@@ -108,7 +108,7 @@ def _n_classes(task: TaskName, tracks: pd.DataFrame) -> int | None:
 
 
 def _study_fingerprint(params: Params, task: TaskName, family: str, space: Any, data_hash: str) -> str:
-    """Studies resume only when what they were tuning is the same: data, space, features, folds, seed."""
+    """Studies resume only when what they tune is the same: data, space, features, folds, seed, pruner."""
     profile = params.train.tuning
     blob = json.dumps(
         {
@@ -120,6 +120,8 @@ def _study_fingerprint(params: Params, task: TaskName, family: str, space: Any, 
             "seed": params.train.seed,
             "protocol": params.split.protocol,
             "hit": params.train.hit_threshold,
+            # Trials pruned by another rule are not comparable: a new pruning rule starts a new study.
+            "pruner": "stall-median",
         },
         sort_keys=True,
     )
@@ -211,6 +213,12 @@ def tune_family(
         raise TrainingError(
             f"{task}/{family_name}: no trial completed ({result.n_failed} failed, {result.n_pruned} pruned)"
         )
+    oof_path = paths.tuning(task) / f"{family_name}.oof.npy"
+    if result.best_oof is not None:
+        with atomic_path(oof_path, ".npy") as tmp:
+            np.save(tmp, result.best_oof)
+    else:  # the best trial ran in an earlier process: the blend CV refits instead
+        oof_path.unlink(missing_ok=True)
     summary = {
         "task": task,
         "family": family_name,
@@ -225,6 +233,9 @@ def tune_family(
         "n_pruned": result.n_pruned,
         "n_failed": result.n_failed,
         "tune_rows": len(data.y),
+        # The best trial's out-of-fold outputs and which rows they are for (see _oof_outputs).
+        "oof_file": oof_path.name if result.best_oof is not None else None,
+        "oof_rows_sha256": _rows_fingerprint(data),
         "device": device,
         "seconds": round(time.perf_counter() - started, 2),
         "mlflow_run_id": study_run,
@@ -248,7 +259,7 @@ def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, 
     """Every enabled family of one task in turn (the DVC runner); a failing family does not stop the rest."""
     results: dict[str, Any] = {}
     target = paths.tuning(task)
-    for stale in target.glob("*.json") if target.is_dir() else []:
+    for stale in [*target.glob("*.json"), *target.glob("*.npy")] if target.is_dir() else []:
         stale.unlink()
     for family in params.train.families:
         try:
@@ -263,23 +274,58 @@ def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, 
 
 
 # --- fit ---
+def _rows_fingerprint(data: TaskData) -> str:
+    """Which tuning rows, in which order: out-of-fold outputs are only reused for the very same rows."""
+    return hashlib.sha256("\n".join(map(str, data.track_ids)).encode()).hexdigest()
+
+
+def _oof_outputs(
+    paths: ProjectPaths, task: TaskName, entry: dict[str, Any], data: TaskData
+) -> np.ndarray | None:
+    """A finalist's out-of-fold outputs from its best tuning trial, when they are for exactly these rows."""
+    name = entry.get("oof_file")
+    if not name or entry.get("oof_rows_sha256") != _rows_fingerprint(data):
+        return None
+    path = paths.tuning(task) / name
+    if not path.is_file():
+        return None
+    output = np.load(path)
+    return output if len(output) == len(data.y) and not np.isnan(output).any() else None
+
+
 def _cv_blend(
+    paths: ProjectPaths,
     params: Params,
     task: TaskName,
     data: TaskData,
     finalists: list[dict[str, Any]],
     n_classes: int | None,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], str]:
     """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
-    criterion as tuning (RMSE or log-loss; lower is better). On each fold a member runs the iteration count
-    early stopping kept on that fold in its best trial, so its score here is its tuning score."""
+    criterion as tuning (RMSE or log-loss; lower is better), and where the members' outputs came from.
+
+    The tuning stage saved each family's out-of-fold outputs of its best trial: the blend is scored on those,
+    with no fit. When one is missing (a study resumed from an earlier process), the finalists are refitted on
+    each fold with the iteration count early stopping kept on that fold in their best trial, which gives the
+    same outputs."""
     from components.families import FAMILIES, resolve_device
-    from components.tuning import fit_final, grouped_folds, score
+    from components.tuning import fit_final, grouped_folds, predict_output, score_output
 
     kind = TASK_SPECS[task].kind
-    device = resolve_device(params.train.device)
     folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
     totals: dict[str, list[float]] = {}
+    saved = [_oof_outputs(paths, task, finalist, data) for finalist in finalists]
+    if all(output is not None for output in saved):
+        for _, fold_valid in folds:
+            outputs = [output[fold_valid] for output in saved]
+            for finalist, output in zip(finalists, outputs, strict=True):
+                totals.setdefault(finalist["family"], []).append(
+                    score_output(kind, output, data.y[fold_valid], n_classes)
+                )
+            blended = np.mean(outputs, axis=0)
+            totals.setdefault(BLEND, []).append(score_output(kind, blended, data.y[fold_valid], n_classes))
+        return {name: float(np.mean(values)) for name, values in totals.items()}, "tuning out-of-fold outputs"
+    device = resolve_device(params.train.device)
     for k, (fold_train, fold_valid) in enumerate(folds):
         members = []
         fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
@@ -299,12 +345,12 @@ def _cv_blend(
                 )
             )
         valid_x, valid_y = data.inputs.iloc[fold_valid], data.y[fold_valid]
-        for finalist, member in zip(finalists, members, strict=True):
-            totals.setdefault(finalist["family"], []).append(score(kind, member, valid_x, valid_y, n_classes))
-        totals.setdefault(BLEND, []).append(
-            score(kind, BlendModel(members, kind), valid_x, valid_y, n_classes)
-        )
-    return {name: float(np.mean(values)) for name, values in totals.items()}
+        outputs = [predict_output(kind, member, valid_x) for member in members]
+        for finalist, output in zip(finalists, outputs, strict=True):
+            totals.setdefault(finalist["family"], []).append(score_output(kind, output, valid_y, n_classes))
+        blended = np.mean(outputs, axis=0)  # what BlendModel answers
+        totals.setdefault(BLEND, []).append(score_output(kind, blended, valid_y, n_classes))
+    return {name: float(np.mean(values)) for name, values in totals.items()}, "refit on the tuning folds"
 
 
 def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -388,9 +434,13 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
             profile.max_tune_rows,
             params.train.seed,
         )
-        blend_scores = _cv_blend(params, task, tune_rows, ranked[:2], n_classes)
+        blend_scores, blend_source = _cv_blend(paths, params, task, tune_rows, ranked[:2], n_classes)
         best_single = min(blend_scores[t["family"]] for t in ranked[:2])
-        selection["blend"] = {"members": [t["family"] for t in ranked[:2]], "cv_scores": blend_scores}
+        selection["blend"] = {
+            "members": [t["family"] for t in ranked[:2]],
+            "cv_scores": blend_scores,
+            "scored_on": blend_source,
+        }
         if blend_scores[BLEND] < best_single:
             selection["selected"] = BLEND
     fit_seconds: dict[str, dict[str, float]] = {}
