@@ -31,8 +31,9 @@ class BenchError(RuntimeError):
 class Context:
     """One run of the suite.
 
-    `work` holds the temporary project roots: `base` (a copy of the repository with the raw data), `flow` and
-    `direct` (the two training runs; later sections reuse them). `results` holds one JSON file per section
+    `work` holds the temporary project roots: `base` (a copy of the repository with the raw data), `flow`
+    (the training flow run; later sections reuse it), `overhead-flow` and `direct` (the overhead pair, with
+    a light budget; the DVC section reuses `direct`). `results` holds one JSON file per section
     and the child logs.
     """
 
@@ -58,6 +59,10 @@ class Context:
     @property
     def direct_root(self) -> Path:
         return self.work / "direct"
+
+    @property
+    def overhead_flow_root(self) -> Path:
+        return self.work / "overhead-flow"
 
     @property
     def prefect_home(self) -> Path:

@@ -1,9 +1,9 @@
 """`dvc repro` of the training chain in the direct run's project root: with nothing changed, then after
 touching one parameter.
 
-The lock file is recorded with `dvc commit` over the outputs the direct training run wrote: the same stage
-functions that dvc.yaml's `trackflow <stage>` commands call, so a third full training run (which would not fit
-the suite's 30-minute budget) is not needed to bring the pipeline up to date. The targets are the training
+The lock file is recorded with `dvc commit` over the outputs the direct training run (the overhead pair's,
+light budget) wrote: the same stage functions that dvc.yaml's `trackflow <stage>` commands call, so another
+training run is not needed to bring the pipeline up to date. The targets are the training
 chain, `register@<task>` and everything upstream; other pipelines in dvc.yaml (discovery) are not part of it.
 """
 
