@@ -24,7 +24,7 @@ help:
 	@echo "make score   score the batches in data/incoming/ with the champions"
 	@echo "make monitor drift report of the latest scored batch (retrains on drift)"
 	@echo "make score-audio AUDIO=folder  features of audio files, scored by the champions"
-	@echo "make bench   benchmarks in a temporary copy of the project -> BENCHMARKS.md (~35 min on 2 cores)"
+	@echo "make bench   benchmarks in a temporary copy of the project -> BENCHMARKS.md (~30 min on 2 cores)"
 
 install: $(BIN)/.installed
 

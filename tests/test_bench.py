@@ -193,6 +193,49 @@ def test_stage_table_walls_parallel_tuning_in_dag_order() -> None:
     ]
 
 
+def _overhead_run(mode: str, total: float, ingest: float) -> dict:
+    return {
+        "mode": mode,
+        "total_s": total,
+        "prefect_start_s": 10.0 if mode == "flow" else None,
+        "stage_seconds": [{"stage": "ingest", "seconds": ingest}],
+        "peak_rss_mb": 100.0,
+        "process_cpu_s": total,
+    }
+
+
+def test_overhead_pairs_adjacent_runs_and_reports_their_median() -> None:
+    from bench.report import overhead
+    from bench.training import OVERHEAD_ORDER, overhead_pairs
+
+    assert OVERHEAD_ORDER == ("flow", "direct", "direct", "flow")  # ABBA: host drift hits both alike
+    runs = [
+        _overhead_run("flow", 110.0, 2.0),
+        _overhead_run("direct", 100.0, 1.0),
+        _overhead_run("direct", 120.0, 3.0),
+        _overhead_run("flow", 126.0, 4.0),
+    ]
+    pairs = overhead_pairs(runs)
+    assert [p["ratio"] for p in pairs] == pytest.approx([1.10, 1.05])
+    assert [p["ratio_with_start"] for p in pairs] == pytest.approx([1.20, 136.0 / 120.0])
+    with pytest.raises(ValueError, match="one flow and one direct"):
+        overhead_pairs([runs[0], runs[3]])
+
+    data = {
+        "overhead_all_runs": runs,
+        "overhead_order": list(OVERHEAD_ORDER),
+        "overhead_pairs": pairs,
+        "overhead_ratio": 1.075,
+        "overhead_ratio_spread": spread([p["ratio"] for p in pairs]),
+        "overhead_ratio_with_start": 1.1667,
+        "tune_threads": 2,
+    }
+    text = "\n".join(overhead(data, {"flow": runs[0], "direct": runs[1]}, {"n_trials": 1}))
+    assert "**1.075 [1.050 - 1.100]**" in text  # the median of the pairs, with min and max
+    assert "| `ingest` | 3.00 s | 2.00 s |" in text  # per-stage medians over each runner's runs
+    assert "| 2 | 2 min 06.0 s | 2 min 00.0 s | 1.050 |" in text
+
+
 def test_dvc_helpers_read_what_dvc_prints(tmp_path: Path) -> None:
     from bench.repro import downstream, ran_stages, touch_parameter, upstream
 
