@@ -222,8 +222,13 @@ def overhead(data: Mapping[str, Any], pair: Mapping[str, Any], light: Mapping[st
     repeated = len(runs) > 2
     lines = [
         (
-            f"The same DAG with a light budget ({', '.join(f'{k} {v}' for k, v in light.items())}; every "
-            "task, family and stage, all rows in the data stages and the holdouts), as the flow and as "
+            f"The same DAG with a light budget ({', '.join(f'{k} {v}' for k, v in light.items())}; "
+            + (
+                f"tasks {', '.join(by_mode['flow'][0]['params']['tasks'])}, "
+                if by_mode["flow"][0].get("params", {}).get("tasks")
+                else ""
+            )
+            + "every family and stage, all rows in the data stages and the holdouts), as the flow and as "
             "direct calls, each run in a fresh copy. What Prefect adds around the stage calls does not grow "
             "with the work inside them, so on a lighter run it is a larger share: this ratio errs high."
             if light

@@ -236,6 +236,19 @@ def test_overhead_pairs_adjacent_runs_and_reports_their_median() -> None:
     assert "| 2 | 2 min 06.0 s | 2 min 00.0 s | 1.050 |" in text
 
 
+def test_light_params_shrink_the_budget_and_keep_two_tasks(tmp_path: Path) -> None:
+    from bench.training import LIGHT_PROFILE, light_params
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert light_params(tmp_path) == ["popularity", "hit"]
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+    assert params["train"]["tasks"] == ["popularity", "hit"]
+    assert params["train"]["profiles"][params["train"]["profile"]] == LIGHT_PROFILE
+    params["train"]["tasks"] = ["genre"]  # none of the overhead tasks: the project's own stay
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert light_params(tmp_path) == ["genre"]
+
+
 def test_dvc_helpers_read_what_dvc_prints(tmp_path: Path) -> None:
     from bench.repro import downstream, ran_stages, touch_parameter, upstream
 
