@@ -315,24 +315,17 @@ def _cv_blend(
     folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
     totals: dict[str, list[float]] = {}
     saved = [_oof_outputs(paths, task, finalist, data) for finalist in finalists]
-    if all(output is not None for output in saved):
-        for _, fold_valid in folds:
-            outputs = [output[fold_valid] for output in saved]
-            for finalist, output in zip(finalists, outputs, strict=True):
-                totals.setdefault(finalist["family"], []).append(
-                    score_output(kind, output, data.y[fold_valid], n_classes)
-                )
-            blended = np.mean(outputs, axis=0)
-            totals.setdefault(BLEND, []).append(score_output(kind, blended, data.y[fold_valid], n_classes))
-        return {name: float(np.mean(values)) for name, values in totals.items()}, "tuning out-of-fold outputs"
-    device = resolve_device(params.train.device)
+    reuse = all(output is not None for output in saved)
+    device = None if reuse else resolve_device(params.train.device)
     for k, (fold_train, fold_valid) in enumerate(folds):
-        members = []
-        fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
-        for finalist in finalists:
-            family = FAMILIES[finalist["family"]]
-            members.append(
-                fit_final(
+        if reuse:
+            outputs = [output[fold_valid] for output in saved]
+        else:
+            fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
+            outputs = []
+            for finalist in finalists:
+                family = FAMILIES[finalist["family"]]
+                member = fit_final(
                     family,
                     kind,
                     _fold_params(finalist, family.iterations_param, k, len(folds)),
@@ -343,14 +336,14 @@ def _cv_blend(
                     device,
                     n_classes=n_classes,
                 )
-            )
-        valid_x, valid_y = data.inputs.iloc[fold_valid], data.y[fold_valid]
-        outputs = [predict_output(kind, member, valid_x) for member in members]
+                outputs.append(predict_output(kind, member, data.inputs.iloc[fold_valid]))
+        valid_y = data.y[fold_valid]
         for finalist, output in zip(finalists, outputs, strict=True):
             totals.setdefault(finalist["family"], []).append(score_output(kind, output, valid_y, n_classes))
         blended = np.mean(outputs, axis=0)  # what BlendModel answers
         totals.setdefault(BLEND, []).append(score_output(kind, blended, valid_y, n_classes))
-    return {name: float(np.mean(values)) for name, values in totals.items()}, "refit on the tuning folds"
+    source = "tuning out-of-fold outputs" if reuse else "refit on the tuning folds"
+    return {name: float(np.mean(values)) for name, values in totals.items()}, source
 
 
 def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
