@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -358,7 +359,11 @@ def _study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
         ("importance", optuna_plots.plot_param_importances),
     ):
         try:
-            axes = plot(study)
+            # Optuna marks its matplotlib plots experimental and warns on every call: one line per plot
+            # in the flow's log, saying nothing about this run.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = plot(study)
         except Exception as exc:  # importances need >= 2 completed trials with varying params
             log.info("no %s plot for %s: %s", name, summary["study_name"], exc)
             continue
