@@ -220,14 +220,12 @@ def overhead(data: Mapping[str, Any], pair: Mapping[str, Any], light: Mapping[st
     by_mode = {mode: [r for r in runs if r["mode"] == mode] for mode in ("flow", "direct")}
     order = data.get("overhead_order") or ["flow", "direct"]
     repeated = len(runs) > 2
+    # Results written before the overhead runs carried their own tasks have none recorded.
+    light_tasks = by_mode["flow"][0].get("params", {}).get("tasks")
     lines = [
         (
             f"The same DAG with a light budget ({', '.join(f'{k} {v}' for k, v in light.items())}; "
-            + (
-                f"tasks {', '.join(by_mode['flow'][0]['params']['tasks'])}, "
-                if by_mode["flow"][0].get("params", {}).get("tasks")
-                else ""
-            )
+            + (f"tasks {', '.join(light_tasks)}, " if light_tasks else "")
             + "every family and stage, all rows in the data stages and the holdouts), as the flow and as "
             "direct calls, each run in a fresh copy. What Prefect adds around the stage calls does not grow "
             "with the work inside them, so on a lighter run it is a larger share: this ratio errs high."

@@ -272,7 +272,7 @@ def light_params(root: Path) -> list[str]:
     tasks = [t for t in params["train"]["tasks"] if t in OVERHEAD_TASKS] or params["train"]["tasks"]
     params["train"]["tasks"] = tasks
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    return list(tasks)
+    return tasks
 
 
 def _train(ctx: Context, base: Path, root: Path, mode: str, label: str, light: bool) -> dict[str, Any]:

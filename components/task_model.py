@@ -19,11 +19,16 @@ class BlendModel(BaseEstimator):
         self.members = members
         self.kind = kind
 
+    @staticmethod
+    def combine(outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The blend's answer from its members' outputs (predictions or class probabilities)."""
+        return np.mean(outputs, axis=0)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([m.predict(X) for m in self.members], axis=0)
+        return self.combine([m.predict(X) for m in self.members])
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([m.predict_proba(X) for m in self.members], axis=0)
+        return self.combine([m.predict_proba(X) for m in self.members])
 
 
 class TaskModel(BaseEstimator):

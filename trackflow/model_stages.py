@@ -323,6 +323,7 @@ def _cv_blend(
             outputs = [output[fold_valid] for output in saved]
         else:
             fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
+            valid_inputs = data.inputs.iloc[fold_valid]
             outputs = []
             for finalist in finalists:
                 family = FAMILIES[finalist["family"]]
@@ -337,11 +338,11 @@ def _cv_blend(
                     device,
                     n_classes=n_classes,
                 )
-                outputs.append(predict_output(kind, member, data.inputs.iloc[fold_valid]))
+                outputs.append(predict_output(kind, member, valid_inputs))
         valid_y = data.y[fold_valid]
         for finalist, output in zip(finalists, outputs, strict=True):
             totals.setdefault(finalist["family"], []).append(score_output(kind, output, valid_y, n_classes))
-        blended = np.mean(outputs, axis=0)  # what BlendModel answers
+        blended = BlendModel.combine(outputs)
         totals.setdefault(BLEND, []).append(score_output(kind, blended, valid_y, n_classes))
     source = "tuning out-of-fold outputs" if reuse else "refit on the tuning folds"
     return {name: float(np.mean(values)) for name, values in totals.items()}, source
