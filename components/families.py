@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -115,13 +115,21 @@ def _parse_spec(where: str, raw: Any) -> ParamSpec:
         raise ValueError(f"{where}: {exc}") from exc
 
 
-def load_search_spaces(path: Path | str, task: TaskKind | None = None) -> dict[str, SearchSpace]:
+def load_search_spaces(
+    path: Path | str,
+    task: TaskKind | None = None,
+    profile: str | None = None,
+    known_profiles: Collection[str] | None = None,
+) -> dict[str, SearchSpace]:
     """Read configs/families.yaml: family -> {param: ParamSpec}.
 
-    Layout: `families: {<name>: {space: {...}, overrides: {<task kind>: {...}}}}`. A parameter is either a
-    range (`{type, low, high, log, step}` or `{type: categorical, choices}`) or a scalar (fixed). With
-    `task`, that task's overrides replace or add entries (e.g. cheaper ranges for the 114-class task).
-    The file must name exactly the families of FAMILIES, and only parameters each family's build accepts.
+    Layout: `families: {<name>: {space: {...}, overrides: {<task kind>: {...}},
+    profiles: {<tuning profile>: {<task kind>: {...}}}}}`. A parameter is either a range
+    (`{type, low, high, log, step}` or `{type: categorical, choices}`) or a scalar (fixed). With `task`,
+    that task's overrides replace or add entries (e.g. cheaper ranges for the 114-class task); with
+    `profile` too, that profile's entries for the task go on top (e.g. wider ranges for `--profile full`).
+    The file must name exactly the families of FAMILIES, only parameters each family's build accepts and,
+    when `known_profiles` is given (train.profiles of params.yaml), only those profiles.
     """
     path = Path(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -139,17 +147,31 @@ def load_search_spaces(path: Path | str, task: TaskKind | None = None) -> dict[s
     for name, block in blocks.items():
         family = FAMILIES[name]
         block = block or {}
-        extra_keys = sorted(set(block) - {"space", "overrides"})
+        extra_keys = sorted(set(block) - {"space", "overrides", "profiles"})
         if extra_keys:
-            raise ValueError(f"{path}: {name}: unknown keys {extra_keys}; expected 'space' and 'overrides'")
+            raise ValueError(
+                f"{path}: {name}: unknown keys {extra_keys}; expected 'space', 'overrides' and 'profiles'"
+            )
         overrides = block.get("overrides") or {}
-        bad_tasks = sorted(set(overrides) - set(TASK_KINDS))
-        if bad_tasks:
-            raise ValueError(f"{path}: {name}.overrides: unknown task kinds {bad_tasks}; known {TASK_KINDS}")
+        _check_task_kinds(f"{path}: {name}.overrides", overrides)
+        by_profile = block.get("profiles") or {}
+        if known_profiles is not None:
+            bad_profiles = sorted(set(by_profile) - set(known_profiles))
+            if bad_profiles:
+                raise ValueError(
+                    f"{path}: {name}.profiles: unknown tuning profiles {bad_profiles}; "
+                    f"train.profiles has {sorted(known_profiles)}"
+                )
         # Every section is validated, not only the requested task's, so a typo fails whatever the task.
         sections = {"space": block.get("space") or {}} | {
             f"overrides.{kind}": entries or {} for kind, entries in overrides.items()
         }
+        for profile_name, profile_overrides in by_profile.items():
+            _check_task_kinds(f"{path}: {name}.profiles.{profile_name}", profile_overrides or {})
+            sections |= {
+                f"profiles.{profile_name}.{kind}": entries or {}
+                for kind, entries in (profile_overrides or {}).items()
+            }
         parsed: dict[str, SearchSpace] = {}
         for section, entries in sections.items():
             unknown = sorted(set(entries) - family.param_names)
@@ -165,8 +187,18 @@ def load_search_spaces(path: Path | str, task: TaskKind | None = None) -> dict[s
         space = dict(parsed["space"])
         if task is not None:
             space.update(parsed.get(f"overrides.{task}", {}))
+            if profile is not None:
+                space.update(parsed.get(f"profiles.{profile}.{task}", {}))
         spaces[name] = space
     return spaces
+
+
+def _check_task_kinds(where: str, by_kind: Any) -> None:
+    if not isinstance(by_kind, Mapping):
+        raise ValueError(f"{where}: expected a mapping of task kind -> parameters, got {by_kind!r}")
+    bad_tasks = sorted(set(by_kind) - set(TASK_KINDS))
+    if bad_tasks:
+        raise ValueError(f"{where}: unknown task kinds {bad_tasks}; known {TASK_KINDS}")
 
 
 def suggest_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:

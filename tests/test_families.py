@@ -24,6 +24,7 @@ from components.families import (
     suggest_params,
 )
 from components.features import FEATURE_GROUPS, ID_COLUMNS
+from components.params import load_params
 from components.torch_mlp import EMBEDDING_COLUMNS, TorchMLPClassifier, TorchMLPRegressor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +129,52 @@ def test_registry_and_yaml_agree() -> None:
     assert multiclass.high < default.high
 
 
+def test_full_profile_widens_the_multiclass_ranges_only() -> None:
+    profiles = load_params(REPO / "params.yaml").train.profiles
+    for kind in TASK_KINDS:
+        base = load_search_spaces(SPACES_YAML, kind, known_profiles=profiles)
+        # The default profile has no entries of its own: `make run` tunes exactly the task kind's space.
+        assert load_search_spaces(SPACES_YAML, kind, "default", profiles) == base
+        full = load_search_spaces(SPACES_YAML, kind, "full", profiles)
+        if kind != "multiclass":
+            assert full == base, kind
+            continue
+        for name, space in full.items():
+            # Every point of the wider space still builds, at both ends of each range.
+            for end in ("low", "high"):
+                point = {
+                    p: (s.choices[-1 if end == "high" else 0] if s.type == "categorical" else getattr(s, end))
+                    for p, s in space.items()
+                }
+                FAMILIES[name].build(kind, point, seed=0, device="cpu", n_classes=n_classes_of(kind))
+    narrow = load_search_spaces(SPACES_YAML, "multiclass")
+    wide = load_search_spaces(SPACES_YAML, "multiclass", "full", profiles)
+    for name, ceiling in (
+        ("lightgbm", "n_estimators"),
+        ("xgboost", "n_estimators"),
+        ("random_forest", "max_depth"),
+    ):
+        assert wide[name][ceiling].high > narrow[name][ceiling].high, name
+    assert wide["lightgbm"]["num_leaves"].low < narrow["lightgbm"]["num_leaves"].low
+    assert wide["catboost"] == narrow["catboost"]
+    # The profile layer goes on top of the task kind's overrides, which go on top of `space`.
+    assert wide["lightgbm"]["early_stopping_rounds"] == narrow["lightgbm"]["early_stopping_rounds"]
+    assert (
+        narrow["lightgbm"]["early_stopping_rounds"]
+        != load_search_spaces(SPACES_YAML)["lightgbm"]["early_stopping_rounds"]
+    )
+
+
+def test_a_profile_of_the_search_spaces_must_be_a_tuning_profile(tmp_path: Path) -> None:
+    path = write_spaces(
+        tmp_path, lambda f: f["lightgbm"]["profiles"].update(ful={"multiclass": {"num_leaves": 15}})
+    )
+    with pytest.raises(ValueError, match=r"unknown tuning profiles \['ful'\]"):
+        load_search_spaces(path, "multiclass", "full", known_profiles=("default", "full"))
+    # Without the list of profiles (a bare read of the file) the name cannot be checked, only its contents.
+    assert load_search_spaces(path, "multiclass", "ful")["lightgbm"]["num_leaves"] == ParamSpec.fixed(15)
+
+
 def write_spaces(tmp_path: Path, mutate: Any) -> Path:
     raw = yaml.safe_load(SPACES_YAML.read_text())
     mutate(raw["families"])
@@ -147,6 +194,15 @@ def write_spaces(tmp_path: Path, mutate: Any) -> Path:
         (lambda f: f.update(svm={"space": {}}), "unknown ['svm']"),
         (lambda f: f.pop("catboost"), "missing ['catboost']"),
         (lambda f: f["xgboost"]["overrides"].update(ranking={}), "unknown task kinds"),
+        (
+            lambda f: f["xgboost"]["profiles"]["full"].update(ranking={}),
+            "xgboost.profiles.full: unknown task",
+        ),
+        (
+            lambda f: f["lightgbm"]["profiles"]["full"]["multiclass"].update(num_leafs=8),
+            "lightgbm.profiles.full.multiclass: unknown parameters ['num_leafs']",
+        ),
+        (lambda f: f["mlp"].update(profile={"full": {}}), "unknown keys ['profile']"),
         (lambda f: f["xgboost"]["space"].update(max_depth={"type": "int", "lo": 2, "high": 8}), "'lo'"),
         (
             lambda f: f["lightgbm"]["space"].update(learning_rate={"type": "float", "low": 1, "high": 0.1}),
@@ -163,6 +219,9 @@ def write_spaces(tmp_path: Path, mutate: Any) -> Path:
         "unknown-family",
         "missing-family",
         "unknown-task",
+        "unknown-task-in-profile",
+        "unknown-param-in-profile",
+        "unknown-block-key",
         "unknown-spec-key",
         "low-above-high",
         "yaml-string-number",

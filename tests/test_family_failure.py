@@ -55,3 +55,37 @@ def test_every_family_failing_fails_the_task(broken_project: Path) -> None:
         model_stages.tune_task(paths, only_broken, "popularity")
     failure = (broken_project / "data" / "tuning" / "popularity" / "broken.failed.json").read_text()
     assert "no completed trial (0 pruned, 2 failed)" in failure
+
+
+def test_the_tuning_profile_picks_its_search_space(
+    tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--profile NAME` tunes the space of configs/families.yaml's `profiles.NAME.<task kind>` on top of the
+    task kind's overrides; a profile that params.yaml does not have is refused before any trial runs."""
+    monkeypatch.setenv("TRACKS_CSV", str(sample_csv))
+    probe = {"n_trials": 1, "timeout_s": 60, "cv_folds": 2, "max_tune_rows": 1500, "max_train_rows": None}
+    root = make_project(tmp_path, train__tasks=["genre"], train__families=["lightgbm"])
+    params_yaml = yaml.safe_load((root / "params.yaml").read_text())
+    params_yaml["train"]["profiles"]["probe"] = probe
+    (root / "params.yaml").write_text(yaml.safe_dump(params_yaml, sort_keys=False))
+    spaces_yaml = root / "configs" / "families.yaml"
+    spaces = yaml.safe_load(spaces_yaml.read_text())
+    spaces["families"]["lightgbm"]["profiles"]["probe"] = {"multiclass": {"n_estimators": 7}}
+    spaces_yaml.write_text(yaml.safe_dump(spaces))
+    paths = ProjectPaths.at(root)
+    stages.fetch_data(paths, stages.params_for(paths))
+    for stage in (stages.ingest, stages.validate, stages.featurize, stages.split):
+        stage(paths, stages.params_for(paths))
+    params = stages.params_for(paths)
+    on_probe = params.model_copy(update={"train": params.train.model_copy(update={"profile": "probe"})})
+
+    summary = model_stages.tune_family(paths, on_probe, "genre", "lightgbm")
+    assert summary["best_params"]["n_estimators"] == 7  # the profile's entry
+    assert summary["best_params"]["early_stopping_rounds"] == 10  # the multiclass override below it
+
+    spaces["families"]["lightgbm"]["profiles"]["probes"] = spaces["families"]["lightgbm"]["profiles"].pop(
+        "probe"
+    )
+    spaces_yaml.write_text(yaml.safe_dump(spaces))
+    with pytest.raises(ValueError, match=r"unknown tuning profiles \['probes'\]"):
+        model_stages.tune_family(paths, on_probe, "genre", "lightgbm")

@@ -140,7 +140,12 @@ def tune_family(
     if family_name not in FAMILIES:
         raise KeyError(f"unknown model family {family_name!r}; known: {sorted(FAMILIES)}")
     family = FAMILIES[family_name]
-    space = load_search_spaces(paths.root / "configs" / "families.yaml", TASK_SPECS[task].kind)[family_name]
+    space = load_search_spaces(
+        paths.root / "configs" / "families.yaml",
+        TASK_SPECS[task].kind,
+        profile=params.train.profile,
+        known_profiles=params.train.profiles,
+    )[family_name]
     tracks, splits = _load(paths)
     profile = params.train.tuning
     data = _sample(
