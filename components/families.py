@@ -152,8 +152,6 @@ def load_search_spaces(
             raise ValueError(
                 f"{path}: {name}: unknown keys {extra_keys}; expected 'space', 'overrides' and 'profiles'"
             )
-        overrides = block.get("overrides") or {}
-        _check_task_kinds(f"{path}: {name}.overrides", overrides)
         by_profile = block.get("profiles") or {}
         if known_profiles is not None:
             bad_profiles = sorted(set(by_profile) - set(known_profiles))
@@ -162,16 +160,22 @@ def load_search_spaces(
                     f"{path}: {name}.profiles: unknown tuning profiles {bad_profiles}; "
                     f"train.profiles has {sorted(known_profiles)}"
                 )
-        # Every section is validated, not only the requested task's, so a typo fails whatever the task.
-        sections = {"space": block.get("space") or {}} | {
-            f"overrides.{kind}": entries or {} for kind, entries in overrides.items()
+        # Layers of per-task-kind entries: the task kind's overrides, then each profile's.
+        layers = {"overrides": block.get("overrides")} | {
+            f"profiles.{profile_name}": by_kind for profile_name, by_kind in by_profile.items()
         }
-        for profile_name, profile_overrides in by_profile.items():
-            _check_task_kinds(f"{path}: {name}.profiles.{profile_name}", profile_overrides or {})
-            sections |= {
-                f"profiles.{profile_name}.{kind}": entries or {}
-                for kind, entries in (profile_overrides or {}).items()
-            }
+        # Every section is validated, not only the requested task's, so a typo fails whatever the task.
+        sections = {"space": block.get("space") or {}}
+        for layer, by_kind in layers.items():
+            by_kind = by_kind or {}
+            if not isinstance(by_kind, Mapping):
+                raise ValueError(f"{path}: {name}.{layer}: expected task kind -> parameters, got {by_kind!r}")
+            bad_tasks = sorted(set(by_kind) - set(TASK_KINDS))
+            if bad_tasks:
+                raise ValueError(
+                    f"{path}: {name}.{layer}: unknown task kinds {bad_tasks}; known {TASK_KINDS}"
+                )
+            sections |= {f"{layer}.{kind}": entries or {} for kind, entries in by_kind.items()}
         parsed: dict[str, SearchSpace] = {}
         for section, entries in sections.items():
             unknown = sorted(set(entries) - family.param_names)
@@ -191,14 +195,6 @@ def load_search_spaces(
                 space.update(parsed.get(f"profiles.{profile}.{task}", {}))
         spaces[name] = space
     return spaces
-
-
-def _check_task_kinds(where: str, by_kind: Any) -> None:
-    if not isinstance(by_kind, Mapping):
-        raise ValueError(f"{where}: expected a mapping of task kind -> parameters, got {by_kind!r}")
-    bad_tasks = sorted(set(by_kind) - set(TASK_KINDS))
-    if bad_tasks:
-        raise ValueError(f"{where}: unknown task kinds {bad_tasks}; known {TASK_KINDS}")
 
 
 def suggest_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:

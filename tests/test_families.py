@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -110,6 +110,14 @@ def test_extra_feature_groups_exist() -> None:
     assert tuple(ID_COLUMNS) == EMBEDDING_COLUMNS
 
 
+def range_end(space: dict[str, ParamSpec], end: Literal["low", "high"]) -> dict[str, Any]:
+    """The point of `space` at one end of every range (first or last choice of a categorical)."""
+    return {
+        name: (spec.choices[0 if end == "low" else -1] if spec.type == "categorical" else getattr(spec, end))
+        for name, spec in space.items()
+    }
+
+
 def test_registry_and_yaml_agree() -> None:
     raw = yaml.safe_load(SPACES_YAML.read_text())["families"]
     assert set(raw) == set(FAMILIES)
@@ -120,9 +128,10 @@ def test_registry_and_yaml_agree() -> None:
             assert space, name
             assert set(space) <= FAMILIES[name].param_names
             # Every point of the space is buildable: the low end of each range (cheap) for each task.
-            lows = {p: (s.choices[0] if s.type == "categorical" else s.low) for p, s in space.items()}
             for kind in TASK_KINDS:
-                FAMILIES[name].build(kind, lows, seed=0, device="cpu", n_classes=n_classes_of(kind))
+                FAMILIES[name].build(
+                    kind, range_end(space, "low"), seed=0, device="cpu", n_classes=n_classes_of(kind)
+                )
     # The 114-class task gets cheaper boosting ranges than the default.
     multiclass = load_search_spaces(SPACES_YAML, "multiclass")["lightgbm"]["n_estimators"]
     default = load_search_spaces(SPACES_YAML)["lightgbm"]["n_estimators"]
@@ -142,11 +151,9 @@ def test_full_profile_widens_the_multiclass_ranges_only() -> None:
         for name, space in full.items():
             # Every point of the wider space still builds, at both ends of each range.
             for end in ("low", "high"):
-                point = {
-                    p: (s.choices[-1 if end == "high" else 0] if s.type == "categorical" else getattr(s, end))
-                    for p, s in space.items()
-                }
-                FAMILIES[name].build(kind, point, seed=0, device="cpu", n_classes=n_classes_of(kind))
+                FAMILIES[name].build(
+                    kind, range_end(space, end), seed=0, device="cpu", n_classes=n_classes_of(kind)
+                )
     narrow = load_search_spaces(SPACES_YAML, "multiclass")
     wide = load_search_spaces(SPACES_YAML, "multiclass", "full", profiles)
     for name, ceiling in (

@@ -1,4 +1,5 @@
-"""One model family failing is logged and does not stop the others; all failing fails the run."""
+"""Tuning at the stage level: one model family failing is logged and does not stop the others, all failing
+fails the run; the tuning profile picks the search space."""
 
 from __future__ import annotations
 
@@ -43,11 +44,17 @@ def test_one_failing_family_does_not_stop_the_others(broken_project: Path, prefe
     assert outcome["register"]["aliases"] == ["challenger", "champion"]
 
 
-def test_every_family_failing_fails_the_task(broken_project: Path) -> None:
-    paths = ProjectPaths.at(broken_project)
+def prepared(root: Path) -> ProjectPaths:
+    """The project's data stages run, up to the split: what tuning reads."""
+    paths = ProjectPaths.at(root)
     stages.fetch_data(paths, stages.params_for(paths))
     for stage in (stages.ingest, stages.validate, stages.featurize, stages.split):
         stage(paths, stages.params_for(paths))
+    return paths
+
+
+def test_every_family_failing_fails_the_task(broken_project: Path) -> None:
+    paths = prepared(broken_project)
     params = stages.params_for(paths)
     broken_only = params.train.model_copy(update={"families": ("broken",)})
     only_broken = params.model_copy(update={"train": broken_only})
@@ -64,18 +71,14 @@ def test_the_tuning_profile_picks_its_search_space(
     task kind's overrides; a profile that params.yaml does not have is refused before any trial runs."""
     monkeypatch.setenv("TRACKS_CSV", str(sample_csv))
     probe = {"n_trials": 1, "timeout_s": 60, "cv_folds": 2, "max_tune_rows": 1500, "max_train_rows": None}
-    root = make_project(tmp_path, train__tasks=["genre"], train__families=["lightgbm"])
-    params_yaml = yaml.safe_load((root / "params.yaml").read_text())
-    params_yaml["train"]["profiles"]["probe"] = probe
-    (root / "params.yaml").write_text(yaml.safe_dump(params_yaml, sort_keys=False))
+    root = make_project(
+        tmp_path, train__tasks=["genre"], train__families=["lightgbm"], train__profiles__probe=probe
+    )
     spaces_yaml = root / "configs" / "families.yaml"
     spaces = yaml.safe_load(spaces_yaml.read_text())
     spaces["families"]["lightgbm"]["profiles"]["probe"] = {"multiclass": {"n_estimators": 7}}
     spaces_yaml.write_text(yaml.safe_dump(spaces))
-    paths = ProjectPaths.at(root)
-    stages.fetch_data(paths, stages.params_for(paths))
-    for stage in (stages.ingest, stages.validate, stages.featurize, stages.split):
-        stage(paths, stages.params_for(paths))
+    paths = prepared(root)
     params = stages.params_for(paths)
     on_probe = params.model_copy(update={"train": params.train.model_copy(update={"profile": "probe"})})
 
