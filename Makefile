@@ -4,20 +4,22 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RAW := data/raw/dataset.csv
-# See components/__init__.py: OpenMP spin-waiting makes concurrent fits many times slower on few cores.
+# See trackflow/process.py: OpenMP spin-waiting makes concurrent fits many times slower on few cores. Every
+# command below, and every process it starts (dvc's stage commands), inherits it.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test install data lint format ui repro ablation clean help prefect-server serve score monitor simulate
+.PHONY: run test install data lint format ui repro ablation clean help prefect-server serve score monitor simulate dvc-yaml
 
 help:
-	@echo "make run     create .venv, install, fetch the data, run the Prefect training flow"
+	@echo "make run     create .venv, install, fetch the data, run the training and discovery flows"
 	@echo "make test    run the test suite (installs first)"
 	@echo "make data    (re)fetch the raw dataset into data/raw/ (TRACKS_CSV=path or download)"
 	@echo "make repro   reproduce the DVC pipeline (dvc repro)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000 against the local store"
 	@echo "make ablation  feature-group ablation table (reports/ablation.md)"
 	@echo "make discovery  clusters, outliers, similar tracks, playlists, map (reports/discovery/)"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff, and dvc.yaml up to date with trackflow/pipeline.py"
+	@echo "make dvc-yaml  regenerate dvc.yaml from the pipeline definition (trackflow/pipeline.py)"
 	@echo "make prefect-server  local Prefect server + UI on http://127.0.0.1:4200"
 	@echo "make serve   serve the scheduled deployments (training, batch scoring, drift monitoring)"
 	@echo "make simulate DRIFT=none|genre_mix|louder|shorter  write an incoming batch from held-out rows"
@@ -28,9 +30,10 @@ help:
 
 install: $(BIN)/.installed
 
-$(BIN)/.installed: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+# uv (bootstrapped into the venv with pip) installs the pinned set with pip's package sources; pip is the
+# fallback. INSTALL_ARGS=--pip-only forces the fallback.
+$(BIN)/.installed: pyproject.toml constraints.txt scripts/install.py
+	$(PYTHON) scripts/install.py --venv $(VENV) $(INSTALL_ARGS)
 	touch $@
 
 $(RAW): | $(BIN)/.installed
@@ -39,14 +42,21 @@ $(RAW): | $(BIN)/.installed
 data: install
 	$(BIN)/trackflow fetch-data
 
+# Both flows: together they run every stage of dvc.yaml and record it in dvc.lock (`dvc repro` after it
+# has nothing to do).
 run: install $(RAW)
 	$(BIN)/trackflow run
+	$(BIN)/trackflow run-discovery
 
 test: install
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/trackflow dvc-yaml --check
+
+dvc-yaml: install
+	$(BIN)/trackflow dvc-yaml
 
 format: install
 	$(BIN)/ruff format .

@@ -16,12 +16,18 @@ import yaml
 from bench.harness import BenchError, Context, run_command, say, tool
 
 # Produced state of the checkout, never part of a fresh project.
-EXCLUDED = ("data/", "metrics/", "mlflow/", "optuna/", "reports/", "bench/results/", ".prefect/")
+EXCLUDED = ("data/", "metrics/", "mlflow/", "optuna/", "reports/", "bench/results/", ".prefect/", "dvc.lock")
 GIT_IDENTITY = ["-c", "user.name=trackflow-bench", "-c", "user.email=bench@trackflow.invalid"]
 
 # --quick: a sample of whole tracks and tiny tuning budgets, for developing the suite, never for numbers.
 QUICK_TRACKS = 2500
-QUICK_PROFILE = {"n_trials": 2, "timeout_s": 60, "cv_folds": 2, "max_tune_rows": 1000, "max_train_rows": None}
+QUICK_PROFILE = {
+    "n_trials": 2,
+    "timeout_s": 600,
+    "cv_folds": 2,
+    "max_tune_rows": 1000,
+    "max_train_rows": None,
+}
 QUICK_FAMILIES = ["lightgbm", "random_forest"]
 
 

@@ -233,9 +233,10 @@ def overhead(data: Mapping[str, Any], pair: Mapping[str, Any], light: Mapping[st
             else "The same DAG and budget as above, once as the flow and once as direct calls, each in a "
             "fresh copy."
         )
-        + " The direct run calls the same stage functions in the same order in one Python process, tuning "
+        + " Both run the one pipeline definition (trackflow/pipeline.py) through trackflow/runner.py: the "
+        "direct backend calls the same stage functions in the same order in one Python process, tuning "
         f"one task's families on a {data['tune_threads']}-thread pool like the flow's "
-        f"`ThreadPoolTaskRunner(max_workers={data['tune_threads']})`. "
+        f"`ThreadPoolTaskRunner(max_workers={data['tune_threads']})`; each runner times its own stages. "
         + (
             f"Runs in the order {', '.join(order)}: each adjacent flow/direct couple is a pair, so a drift "
             "in the host's speed weighs on both runners alike. Stage times are medians over each runner's "
@@ -370,9 +371,8 @@ def dvc(data: Mapping[str, Any]) -> list[str]:
         f"`dvc repro {' '.join(data['targets'])}`: the training chain of `dvc.yaml` ({param['stages_total']} "
         "stages; other pipelines in it, such as discovery, are not part of these figures), in a git "
         "repository holding a copy of the project after the direct training run (light budget: see the "
-        "overhead runs). `dvc commit` recorded that run's outputs in `dvc.lock` "
-        f"({seconds(data['commit_s'])}) instead of another training run: the stage commands call the same "
-        "stage functions.",
+        "overhead runs), which recorded its own stages in `dvc.lock` as every run of the pipeline does; "
+        f"`dvc commit --force` over them took {seconds(data['commit_s'])}.",
         "",
         *table(
             ["run", "wall time", "peak memory", "stages run"],

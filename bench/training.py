@@ -19,9 +19,7 @@ store). Wall time per stage comes from the stage functions themselves, timed the
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,15 @@ from bench.project import copy_root, make_base
 # The flow's task runner: ThreadPoolTaskRunner(max_workers=2); the direct run uses the same pool size.
 TUNE_THREADS = 2
 DATA_STAGES = ("ingest", "validate", "featurize", "split")
-TASK_STAGES = ("tune", "fit", "evaluate", "register")
+TASK_STAGES = ("tune", "train", "evaluate", "register")
 # The overhead runs' budget: the default profile shrunk; every task, family and stage stays.
-LIGHT_PROFILE = {"n_trials": 1, "timeout_s": 30, "cv_folds": 2, "max_tune_rows": 1500, "max_train_rows": 2000}
+LIGHT_PROFILE = {
+    "n_trials": 1,
+    "timeout_s": 600,
+    "cv_folds": 2,
+    "max_tune_rows": 1500,
+    "max_train_rows": 2000,
+}
 # The overhead runs' tasks: two, so that the per-task loop is there; genre, whose light run costs as much as
 # the other two together, is in the full run only (four light runs must fit the suite's 30 minutes).
 OVERHEAD_TASKS = ("popularity", "hit")
@@ -43,104 +47,15 @@ OVERHEAD_TASKS = ("popularity", "hit")
 OVERHEAD_ORDER = ("flow", "direct", "direct", "flow")
 
 
-class StageClock:
-    """Wraps the stage functions (module attributes, which both runners look up at call time) to record
-    when each call started and ended. Thread-safe: the tuning of one task's families runs on two threads."""
-
-    def __init__(self) -> None:
-        self.origin = time.perf_counter()
-        self.records: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def install(self) -> None:
-        from trackflow import model_stages, stages
-
-        for name in DATA_STAGES:
-            self._wrap(stages, name, name)
-        for name, label in (
-            ("tune_family", "tune"),
-            ("fit_task", "fit"),
-            ("evaluate_task", "evaluate"),
-            ("register_task", "register"),
-        ):
-            self._wrap(model_stages, name, label)
-
-    def _wrap(self, module: Any, name: str, label: str) -> None:
-        original = getattr(module, name)
-
-        @functools.wraps(original)
-        def timed(paths: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            ok = False
-            try:
-                result = original(paths, params, *args, **kwargs)
-                ok = True
-                return result
-            finally:
-                record = {
-                    "stage": label,
-                    "task": kwargs.get("task", args[0] if args and label in TASK_STAGES else None),
-                    "family": kwargs.get(
-                        "family_name", args[1] if label == "tune" and len(args) > 1 else None
-                    ),
-                    "start_s": start - self.origin,
-                    "end_s": time.perf_counter() - self.origin,
-                    "ok": ok,
-                }
-                with self._lock:
-                    self.records.append(record)
-
-        setattr(module, name, timed)
-
-
 def direct_training(root: str) -> dict[str, Any]:
-    """flows/training.py's `training` without Prefect: the same stage calls, order, MLflow parent run and
-    tuning pool, one Python process."""
-    from components import registry
-    from trackflow import model_stages, stages
+    """The training pipeline without Prefect: trackflow.runner with the direct backend runs the same
+    definition as the flow, in the same order, with the same MLflow parent run and a tuning pool of the
+    flow's size, in one Python process."""
     from trackflow.paths import ProjectPaths
+    from trackflow.runner import DirectBackend, load_run_params, run_training
 
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)
-    client, experiment_id = stages.mlflow_client(paths, params)
-    tags = {"runner": "direct", "profile": params.train.profile, "trigger": "benchmark"}
-    parent = registry.start_run(client, experiment_id, "training-direct", tags=tags)
-    result: dict[str, Any] = {"mlflow_parent_run_id": parent, "tasks": {}}
-    try:
-        result["ingest"] = stages.ingest(paths, stages.params_for(paths))
-        result["validate"] = stages.validate(paths, stages.params_for(paths), parent)
-        result["featurize"] = stages.featurize(paths, stages.params_for(paths))
-        result["split"] = stages.split(paths, stages.params_for(paths))
-        with ThreadPoolExecutor(max_workers=TUNE_THREADS) as pool:
-            for task_name in params.train.tasks:
-                futures = {
-                    family: pool.submit(
-                        model_stages.tune_family, paths, stages.params_for(paths), task_name, family, parent
-                    )
-                    for family in params.train.families
-                }
-                tuned, failed = [], {}
-                for family, future in futures.items():
-                    try:
-                        future.result()
-                        tuned.append(family)
-                    except Exception as exc:  # as in the flow: one family failing does not stop the rest
-                        failed[family] = f"{type(exc).__name__}: {exc}"
-                if not tuned:
-                    raise model_stages.TrainingError(f"every family failed for task {task_name}: {failed}")
-                fit_params = stages.params_for(paths)
-                fit_params = fit_params.model_copy(
-                    update={"train": fit_params.train.model_copy(update={"families": tuple(tuned)})}
-                )
-                model_stages.fit_task(paths, fit_params, task_name)
-                evaluated = model_stages.evaluate_task(paths, stages.params_for(paths), task_name)
-                registered = model_stages.register_task(paths, stages.params_for(paths), task_name, parent)
-                result["tasks"][task_name] = {"evaluate": evaluated, "register": registered, "failed": failed}
-    except BaseException:
-        client.set_terminated(parent, "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
-    return result
+    return run_training(paths, load_run_params(paths), DirectBackend(TUNE_THREADS), runner="direct")
 
 
 def warm_up_prefect() -> float:
@@ -162,8 +77,6 @@ def train_job(root: str, mode: str) -> dict[str, Any]:
 
     if mode not in ("flow", "direct"):
         raise ValueError(f"mode must be flow or direct, not {mode!r}")
-    clock = StageClock()
-    clock.install()
     prefect_start_s = None
     if mode == "flow":
         prefect_start_s = warm_up_prefect()
@@ -173,13 +86,10 @@ def train_job(root: str, mode: str) -> dict[str, Any]:
     else:
         runner = functools.partial(direct_training, root)
     started = time.perf_counter()
-    start_offset = started - clock.origin
     result = runner()
     total = time.perf_counter() - started
-    stages = [
-        {**r, "start_s": r["start_s"] - start_offset, "end_s": r["end_s"] - start_offset}
-        for r in clock.records
-    ]
+    # Both runners time their stages themselves (trackflow.runner), from the pipeline run's start.
+    stages = result["timings"]
     root_path = Path(root)
     tasks = list(result["tasks"])
     devices = sorted(
@@ -239,8 +149,9 @@ def _gpu_name() -> str | None:
 
 # --- the section (parent side) ---
 def stage_table(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Wall seconds per stage, in DAG order: the data stages, then per task its tuning (from its first
-    study's start to its last study's end: the families run in parallel), fit, evaluate and register."""
+    """Wall seconds per stage, in DAG order: the data stages, then per task its tuning (the families run in
+    parallel inside it), train, evaluate and register. Records of parts (one family's study) are left out."""
+    stages = [s for s in stages if s.get("part") is None]
     table: list[dict[str, Any]] = []
     for name in DATA_STAGES:
         calls = [s for s in stages if s["stage"] == name]

@@ -23,7 +23,7 @@ def validate_job(root: str, repeats: int) -> dict[str, Any]:
     params = stages.params_for(paths)
     frame = pd.read_parquet(paths.interim_tracks)
     columns = read_json(paths.ingest_meta)["columns_in_file"]
-    suite = load_suite(paths.root / "configs" / "expectations" / "tracks.yaml")
+    suite = load_suite(paths.expectation_suite)
     component, stage = [], []
     summary: dict[str, Any] = {}
     for _ in range(repeats):

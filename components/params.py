@@ -1,14 +1,17 @@
-"""Typed view of params.yaml: one pydantic model per stage section, unknown keys rejected."""
+"""Typed view of params.yaml: one pydantic model per stage section, unknown keys rejected.
+
+No field has a default: params.yaml is the one source of every value, so the code cannot disagree with it.
+Names (tasks, families, profiles, the models that promotion margins are for) are checked when it is loaded.
+"""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from components.schema import AUDIO_SPACE_FEATURES
 
 
 class _Section(BaseModel):
@@ -17,38 +20,38 @@ class _Section(BaseModel):
 
 class FetchParams(_Section):
     url: str
-    expected_sha256: str | None = None
-    timeout_s: float = Field(default=120, gt=0)
+    expected_sha256: str | None
+    timeout_s: float = Field(gt=0)
 
 
 class ValidateParams(_Section):
-    min_rows: int = Field(default=1000, ge=1)
-    max_rows: int = Field(default=5_000_000, ge=1)
-    row_failure_tolerance: float = Field(default=0.01, ge=0, le=1)
-    max_duplicate_row_share: float = Field(default=0.05, ge=0, le=1)
-    max_repeated_track_id_share: float = Field(default=0.35, ge=0, le=1)
+    min_rows: int = Field(ge=1)
+    max_rows: int = Field(ge=1)
+    row_failure_tolerance: float = Field(ge=0, le=1)
+    max_duplicate_row_share: float = Field(ge=0, le=1)
+    max_repeated_track_id_share: float = Field(ge=0, le=1)
 
 
 class FeaturizeParams(_Section):
-    popularity_reconcile: Literal["median", "max", "mean"] = "median"
+    popularity_reconcile: Literal["median", "max", "mean"]
 
 
 class SplitParams(_Section):
-    seed: int = 42
-    test_size: float = Field(default=0.2, gt=0, lt=1)
-    protocol: Literal["artist", "track"] = "artist"
+    seed: int
+    test_size: float = Field(gt=0, lt=1)
+    protocol: Literal["artist", "track"]
 
 
 class LightGBMParams(_Section):
-    n_estimators: int = Field(default=600, ge=1)
-    learning_rate: float = Field(default=0.05, gt=0)
-    num_leaves: int = Field(default=63, ge=2)
-    min_child_samples: int = Field(default=20, ge=1)
-    subsample: float = Field(default=0.8, gt=0, le=1)
-    subsample_freq: int = Field(default=1, ge=0)
-    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
-    reg_lambda: float = Field(default=1.0, ge=0)
-    n_jobs: int = 2
+    n_estimators: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    num_leaves: int = Field(ge=2)
+    min_child_samples: int = Field(ge=1)
+    subsample: float = Field(gt=0, le=1)
+    subsample_freq: int = Field(ge=0)
+    colsample_bytree: float = Field(gt=0, le=1)
+    reg_lambda: float = Field(ge=0)
+    n_jobs: int
 
 
 FeatureGroup = Literal[
@@ -57,126 +60,135 @@ FeatureGroup = Literal[
 
 
 TaskName = Literal["popularity", "genre", "hit"]
+# The model families of components/families.py (FAMILIES), named here so that params.yaml is checked when it
+# is loaded without importing five ML libraries; a test keeps the two in step.
+FAMILY_NAMES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "random_forest", "mlp")
+DiscoveryModelName = Literal["clusters", "outliers", "similar-tracks"]
 
 
 class TuningProfile(_Section):
-    n_trials: int = Field(default=2, ge=1)
+    n_trials: int = Field(ge=1)
     # Wall-clock budget of one (task, family) study; None: only n_trials bounds it.
-    timeout_s: float | None = Field(default=120, gt=0)
-    cv_folds: int = Field(default=3, ge=2)
+    timeout_s: float | None = Field(gt=0)
+    cv_folds: int = Field(ge=2)
     # Tuning CV runs on a seeded sample of at most this many training rows (None: all of them).
-    max_tune_rows: int | None = Field(default=10_000, ge=100)
+    max_tune_rows: int | None = Field(ge=100)
     # The final fit of each family uses at most this many training rows (None: all of them).
-    max_train_rows: int | None = Field(default=None, ge=100)
+    max_train_rows: int | None = Field(ge=100)
 
 
 class TrainParams(_Section):
-    seed: int = 42
+    seed: int
     # auto: CUDA when present (PyTorch, XGBoost, CatBoost), else CPU. Nothing requires a GPU.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    tasks: tuple[TaskName, ...] = ("popularity", "genre", "hit")
-    families: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "random_forest", "mlp")
-    hit_threshold: float = Field(default=60, gt=0, le=100)
-    feature_groups: tuple[FeatureGroup, ...] = ("audio", "engineered", "genre")
+    device: Literal["auto", "cpu", "cuda"]
+    tasks: tuple[TaskName, ...]
+    families: tuple[str, ...]  # of FAMILY_NAMES
+    hit_threshold: float = Field(gt=0, le=100)
+    feature_groups: tuple[FeatureGroup, ...]
     # Weight popularity training rows inversely to the frequency of their popularity band.
-    balanced_weights: bool = False
+    balanced_weights: bool
     # Try the mean of the two best families; keep it only when it wins on cross-validation.
-    blend: bool = True
+    blend: bool
     # The final fit of a boosting family or the MLP runs as many iterations as early stopping keeps on this
     # grouped share of its training rows (components.tuning.plan_refit); 0: the tuned count, unstopped.
-    refit_validation_share: float = Field(default=0.1, ge=0, le=0.5)
-    profile: str = "default"
-    profiles: dict[str, TuningProfile] = Field(default_factory=lambda: {"default": TuningProfile()})
+    refit_validation_share: float = Field(ge=0, le=0.5)
+    profile: str
+    profiles: dict[str, TuningProfile]
 
     @model_validator(mode="after")
-    def _profile_exists(self) -> TrainParams:
+    def _known_names(self) -> TrainParams:
+        # Checked when the file is loaded, not when tuning reaches the bad entry an hour into a run.
         if self.profile not in self.profiles:
             raise ValueError(f"profile {self.profile!r} is not one of train.profiles {sorted(self.profiles)}")
+        for field, names in (("tasks", self.tasks), ("families", self.families)):
+            if not names:
+                raise ValueError(f"train.{field} is empty")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"train.{field} lists {repeated} more than once")
+        unknown = [f for f in self.families if f not in FAMILY_NAMES]
+        if unknown:
+            raise ValueError(f"train.families: unknown {unknown}; known: {list(FAMILY_NAMES)}")
         return self
 
     @property
     def tuning(self) -> TuningProfile:
-        if self.profile not in self.profiles:
-            raise ValueError(
-                f"train.profile={self.profile!r} is not one of train.profiles {sorted(self.profiles)}"
-            )
+        """The active profile's budget (train.profiles[train.profile])."""
         return self.profiles[self.profile]
 
 
 class AblationParams(_Section):
-    lightgbm: LightGBMParams = LightGBMParams()
+    lightgbm: LightGBMParams
 
 
 class EvaluateParams(_Section):
     # The hit model's operating point: the best recall at at least this precision.
-    hit_min_precision: float = Field(default=0.5, gt=0, lt=1)
+    hit_min_precision: float = Field(gt=0, lt=1)
 
 
 class RegisterParams(_Section):
     # A challenger becomes champion only when it beats the champion's holdout score by more than this
     # (popularity: RMSE lower; genre: top-1 set accuracy higher; hit: ROC-AUC higher).
-    promotion_margin: dict[TaskName, float] = Field(
-        default_factory=lambda: {"popularity": 0.0, "genre": 0.0, "hit": 0.0}
-    )
+    promotion_margin: dict[TaskName, float]
 
 
 class ScoreParams(_Section):
     # Batches land here (parquet, csv, csv.gz); `trackflow score` scores those without up-to-date predictions.
-    incoming_dir: str = "data/incoming"
+    incoming_dir: str
     # Rows read, validated and scored at a time: bounds memory for batches larger than memory.
-    chunk_rows: int = Field(default=100_000, ge=1)
+    chunk_rows: int = Field(ge=1)
     # A scoring batch may be small (one album, a few audio files); the training gate's minimum does not apply.
-    min_rows: int = Field(default=1, ge=1)
+    min_rows: int = Field(ge=1)
 
 
 class DriftParams(_Section):
     # Evidently's dataset-level drift flag: this share of input columns drifted.
-    drift_share: float = Field(default=0.5, gt=0, le=1)
+    drift_share: float = Field(gt=0, le=1)
     # Retraining is triggered when at least this share of input columns drifted.
-    retrain_share: float = Field(default=0.3, gt=0, le=1)
-    retrain: bool = True
+    retrain_share: float = Field(gt=0, le=1)
+    retrain: bool
     # Rows of a batch (and of the reference) compared, sampled with `seed` beyond this; bounds memory.
-    max_rows: int = Field(default=200_000, ge=100)
-    seed: int = 42
+    max_rows: int = Field(ge=100)
+    seed: int
 
 
 class SimulateParams(_Section):
-    seed: int = 42
-    rows: int = Field(default=5000, ge=1)
+    seed: int
+    rows: int = Field(ge=1)
     # genre_mix: this share of the batch comes from the genres with the most energetic tracks.
-    genre_mix_genres: int = Field(default=15, ge=1)
-    genre_mix_share: float = Field(default=0.8, gt=0, le=1)
+    genre_mix_genres: int = Field(ge=1)
+    genre_mix_share: float = Field(gt=0, le=1)
     # louder: remastered louder by this many dB (energy measured higher with it).
-    louder_db: float = Field(default=4.0, gt=0)
-    louder_energy: float = Field(default=0.1, ge=0)
+    louder_db: float = Field(gt=0)
+    louder_energy: float = Field(ge=0)
     # shorter: durations scaled by this factor (radio edits, short-form releases).
-    shorter_factor: float = Field(default=0.6, gt=0, lt=1)
+    shorter_factor: float = Field(gt=0, lt=1)
 
 
 class AudioParams(_Section):
     """Feature extraction from audio files (components/audio, `trackflow score-audio`)."""
 
     # Files are decoded to mono and resampled to this rate before analysis.
-    sample_rate: int = Field(default=22050, ge=8000, le=96000)
+    sample_rate: int = Field(ge=8000, le=96000)
     # Only the first max_seconds are analysed (None: all); duration_ms always covers the whole file.
-    max_seconds: float | None = Field(default=600, gt=0)
+    max_seconds: float | None = Field(gt=0)
     # Shorter files are reported as errors: tempo, key and loudness need a few seconds of signal.
-    min_seconds: float = Field(default=1.0, ge=0)
+    min_seconds: float = Field(ge=0)
     # Worker processes of a batch (each single-threaded in numeric libraries: n workers use n cores).
-    workers: int = Field(default=2, ge=1)
+    workers: int = Field(ge=1)
     # File types picked up in a folder (lower case, no dot); other files are ignored, not errors.
-    extensions: tuple[str, ...] = ("wav", "flac", "ogg", "mp3")
-    recursive: bool = True
-    hop_length: int = Field(default=512, ge=64)
+    extensions: tuple[str, ...]
+    recursive: bool
+    hop_length: int = Field(ge=64)
     # Onset envelope and beats use a finer hop: at 512 one frame is about 3 BPM at 90 BPM.
-    rhythm_hop_length: int = Field(default=256, ge=32)
-    n_mfcc: int = Field(default=20, ge=1, le=128)
+    rhythm_hop_length: int = Field(ge=32)
+    n_mfcc: int = Field(ge=1, le=128)
     # The time signature is estimated only over at least this many beats (6 bars of 4/4), and only when
     # triple or quadruple accent periodicity is positive and wins by meter_margin; otherwise
     # time_signature_fallback, flagged.
-    min_beats_for_meter: int = Field(default=24, ge=16)
-    meter_margin: float = Field(default=0.1, ge=0)
-    time_signature_fallback: int | None = Field(default=4, ge=3, le=7)
+    min_beats_for_meter: int = Field(ge=16)
+    meter_margin: float = Field(ge=0)
+    time_signature_fallback: int | None = Field(ge=3, le=7)
 
     @model_validator(mode="after")
     def _extensions_plain(self) -> AudioParams:
@@ -187,91 +199,84 @@ class AudioParams(_Section):
 
 
 class DiscoveryClusterParams(_Section):
-    k: int = Field(default=12, ge=2)
+    k: int = Field(ge=2)
     # KMeans is also fitted for each of these k; silhouette and Davies-Bouldin are logged to show the choice.
-    k_range: tuple[int, ...] = (6, 8, 10, 12, 14, 16, 20)
-    n_init: int = Field(default=4, ge=1)
+    k_range: tuple[int, ...]
+    n_init: int = Field(ge=1)
     # Silhouette is O(n^2): scored on a seeded sample of this many training tracks.
-    score_sample: int = Field(default=10_000, ge=100)
-    top_genres: int = Field(default=5, ge=1)
-    typical_tracks: int = Field(default=5, ge=1)
+    score_sample: int = Field(ge=100)
+    top_genres: int = Field(ge=1)
+    typical_tracks: int = Field(ge=1)
 
 
 class DiscoveryDensityParams(_Section):
     """HDBSCAN for niche tracks (no dense region); fitted on a seeded sample, extended to every track."""
 
-    min_cluster_size: int = Field(default=30, ge=2)
-    min_samples: int = Field(default=5, ge=1)
-    selection: Literal["eom", "leaf"] = "eom"
-    sample: int = Field(default=20_000, ge=100)
+    min_cluster_size: int = Field(ge=2)
+    min_samples: int = Field(ge=1)
+    selection: Literal["eom", "leaf"]
+    sample: int = Field(ge=100)
 
 
 class DiscoveryOutlierParams(_Section):
     # Share of training tracks flagged is_outlier (the threshold is that quantile of the training scores).
-    contamination: float = Field(default=0.01, gt=0, lt=0.5)
-    n_estimators: int = Field(default=200, ge=10)
-    ae_hidden: int = Field(default=8, ge=2)
-    ae_bottleneck: int = Field(default=3, ge=1)
-    ae_epochs: int = Field(default=15, ge=1)
-    ae_batch_size: int = Field(default=512, ge=8)
-    ae_learning_rate: float = Field(default=3e-3, gt=0)
-    top_n: int = Field(default=50, ge=1)
+    contamination: float = Field(gt=0, lt=0.5)
+    n_estimators: int = Field(ge=10)
+    ae_hidden: int = Field(ge=2)
+    ae_bottleneck: int = Field(ge=1)
+    ae_epochs: int = Field(ge=1)
+    ae_batch_size: int = Field(ge=8)
+    ae_learning_rate: float = Field(gt=0)
+    top_n: int = Field(ge=1)
     # Held-out rows scored against broken copies of themselves (synthetic-anomaly ROC-AUC, the gate).
-    eval_rows: int = Field(default=5000, ge=50)
+    eval_rows: int = Field(ge=50)
 
 
 class DiscoverySimilarParams(_Section):
-    k: int = Field(default=10, ge=1)
+    k: int = Field(ge=1)
     # Default genre weight of the index (0: audio only); the evaluation also reports eval_genre_weight.
-    genre_weight: float = Field(default=0.0, ge=0)
-    eval_genre_weight: float = Field(default=0.5, ge=0)
+    genre_weight: float = Field(ge=0)
+    eval_genre_weight: float = Field(ge=0)
     # Held-out (main protocol test) tracks used as queries, seeded sample.
-    eval_queries: int = Field(default=5000, ge=10)
+    eval_queries: int = Field(ge=10)
 
 
 class DiscoveryPlaylistParams(_Section):
-    n: int = Field(default=20, ge=2)
+    n: int = Field(ge=2)
     # A point target (energy=0.8) accepts tracks within this many standard deviations of the value.
-    tolerance_sd: float = Field(default=0.5, gt=0)
-    max_per_artist: int = Field(default=2, ge=1)
+    tolerance_sd: float = Field(gt=0)
+    max_per_artist: int = Field(ge=1)
     # Transition cost: |tempo step| / tempo_step_bpm + key_weight x Camelot-wheel steps.
-    tempo_step_bpm: float = Field(default=10.0, gt=0)
-    key_weight: float = Field(default=1.0, ge=0)
+    tempo_step_bpm: float = Field(gt=0)
+    key_weight: float = Field(ge=0)
     # Canned requests the evaluation runs (the same syntax as `trackflow playlist --target`).
-    eval_targets: tuple[tuple[str, ...], ...] = (
-        ("energy=high", "valence=high", "tempo=120:130"),
-        ("acousticness=high", "energy=low", "tempo=60:90"),
-        ("danceability=0.8", "valence=0.7", "tempo=118:128"),
-        ("instrumentalness=high", "speechiness=low", "energy=0.5"),
-    )
+    eval_targets: tuple[tuple[str, ...], ...]
     # Seed playlists evaluated: this many sets of eval_seeds held-out tracks, each set from one genre.
-    eval_seed_sets: int = Field(default=20, ge=1)
-    eval_seeds: int = Field(default=3, ge=1)
+    eval_seed_sets: int = Field(ge=1)
+    eval_seeds: int = Field(ge=1)
 
 
 class DiscoveryMapParams(_Section):
-    tsne_sample: int = Field(default=3000, ge=50)
-    perplexity: float = Field(default=30.0, gt=1)
-    highlight_genres: int = Field(default=10, ge=1, le=10)
+    tsne_sample: int = Field(ge=50)
+    perplexity: float = Field(gt=1)
+    highlight_genres: int = Field(ge=1, le=10)
 
 
 class DiscoveryParams(_Section):
     """Clusters, outliers, similar tracks, playlists and the map (trackflow/discovery_stages.py)."""
 
-    seed: int = 42
+    seed: int
     # Standardised audio features of the discovery space (see components/discovery/space.py).
-    features: tuple[str, ...] = AUDIO_SPACE_FEATURES
-    clusters: DiscoveryClusterParams = DiscoveryClusterParams()
-    density: DiscoveryDensityParams = DiscoveryDensityParams()
-    outliers: DiscoveryOutlierParams = DiscoveryOutlierParams()
-    similar: DiscoverySimilarParams = DiscoverySimilarParams()
-    playlist: DiscoveryPlaylistParams = DiscoveryPlaylistParams()
-    map: DiscoveryMapParams = DiscoveryMapParams()
+    features: tuple[str, ...]
+    clusters: DiscoveryClusterParams
+    density: DiscoveryDensityParams
+    outliers: DiscoveryOutlierParams
+    similar: DiscoverySimilarParams
+    playlist: DiscoveryPlaylistParams
+    map: DiscoveryMapParams
     # Champion gate per registered model: clusters by silhouette, outliers by synthetic-anomaly ROC-AUC,
     # similar-tracks by held-out neighbour genre agreement (all higher is better), by more than this.
-    promotion_margin: dict[Literal["clusters", "outliers", "similar-tracks"], float] = Field(
-        default_factory=lambda: {"clusters": 0.0, "outliers": 0.0, "similar-tracks": 0.0}
-    )
+    promotion_margin: dict[DiscoveryModelName, float]
 
     @model_validator(mode="after")
     def _known_features(self) -> DiscoveryParams:
@@ -285,26 +290,37 @@ class DiscoveryParams(_Section):
 
 
 class MlflowParams(_Section):
-    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
-    artifact_root: str = "mlflow/artifacts"
-    experiment: str = "trackflow"
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
 
 
 class Params(_Section):
     fetch: FetchParams
-    validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
-    featurize: FeaturizeParams = FeaturizeParams()
-    split: SplitParams = SplitParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    ablation: AblationParams = AblationParams()
-    register_: RegisterParams = Field(default=RegisterParams(), alias="register")
-    score: ScoreParams = ScoreParams()
-    drift: DriftParams = DriftParams()
-    simulate: SimulateParams = SimulateParams()
-    audio: AudioParams = AudioParams()
-    discovery: DiscoveryParams = DiscoveryParams()
-    mlflow: MlflowParams = MlflowParams()
+    validate_: ValidateParams = Field(alias="validate")
+    featurize: FeaturizeParams
+    split: SplitParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    ablation: AblationParams
+    register_: RegisterParams = Field(alias="register")
+    score: ScoreParams
+    drift: DriftParams
+    simulate: SimulateParams
+    audio: AudioParams
+    discovery: DiscoveryParams
+    mlflow: MlflowParams
+
+    @model_validator(mode="after")
+    def _every_task_has_a_margin(self) -> Params:
+        missing = [t for t in self.train.tasks if t not in self.register_.promotion_margin]
+        if missing:
+            raise ValueError(f"register.promotion_margin has no entry for task(s) {missing}")
+        models = typing.get_args(DiscoveryModelName)
+        missing = [m for m in models if m not in self.discovery.promotion_margin]
+        if missing:
+            raise ValueError(f"discovery.promotion_margin has no entry for {missing}")
+        return self
 
     # `validate` and `register` would shadow pydantic's BaseModel attributes, hence the aliases.
     @property

@@ -123,6 +123,9 @@ class TuningResult:
     # probabilities): what a blend of finalists is scored on without refitting them. None when the best
     # trial ran in an earlier process (a resumed study).
     best_oof: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The study's wall-clock limit (a safety net) stopped it before its trial count: its result depends on
+    # how fast the machine was, so it is reported wherever the result is.
+    stopped_by_timeout: bool = False
 
 
 class NoCompletedTrialError(RuntimeError):
@@ -302,12 +305,16 @@ def tune(
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
     remaining = max(0, n_trials - len(done))
+    stopped_by_timeout = False
     if remaining:
         callbacks = [lambda _study, frozen: on_trial(_record(frozen))] if on_trial is not None else None
         # catch=(Exception,): a failing trial is recorded as FAIL (Optuna logs why) and the study goes on.
         study.optimize(
             objective, n_trials=remaining, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
         )
+        # Optuna stops between trials once the timeout has passed; fewer finished trials than asked is that.
+        finished = sum(t.state in _FINISHED for t in study.get_trials(deepcopy=False))
+        stopped_by_timeout = finished - len(done) < remaining
 
     trials = [_record(t) for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
     counts = {state: sum(t.state == state.name for t in trials) for state in _FINISHED}
@@ -332,6 +339,7 @@ def tune(
         metric=METRIC_NAMES[task],
         best_kept_iterations=best.user_attrs.get("kept_iterations"),
         best_oof=best_oof["output"] if best_oof.get("number") == best.number else None,
+        stopped_by_timeout=stopped_by_timeout,
     )
 
 

@@ -13,14 +13,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from components.params import Params
 from trackflow import scoring_stages, stages
 from trackflow.paths import ProjectPaths
 
 
 @task(name="score_batch", cache_policy=NO_CACHE)
-def score_batch_task(root: str, batch: str) -> dict[str, Any]:
-    paths = ProjectPaths.at(root)
-    return scoring_stages.score_file(paths, stages.params_for(paths), Path(batch))
+def score_batch_task(root: str, params: Params, batch: str) -> dict[str, Any]:
+    return scoring_stages.score_file(ProjectPaths.at(root), params, Path(batch))
 
 
 @flow(name="batch_scoring", log_prints=True)
@@ -28,14 +28,14 @@ def batch_scoring(root: str = ".", batch: str | None = None) -> dict[str, Any]:
     """Score `batch` (a path), or every batch in the incoming folder without up-to-date predictions."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)
+    params = stages.params_for(paths)  # once: every task gets this frozen object
     batches = [Path(batch)] if batch else scoring_stages.pending_batches(paths, params)
     if not batches:
         logger.info("nothing to score in %s", scoring_stages.incoming_dir(paths, params))
         return {"scored": [], "rejected": []}
     logger.info("%d batch(es) to score: %s", len(batches), [p.name for p in batches])
     # Sequential: each batch is chunked and scored at full speed already; a bad one does not stop the rest.
-    states = {path: score_batch_task(root, str(path), return_state=True) for path in batches}
+    states = {path: score_batch_task(root, params, str(path), return_state=True) for path in batches}
     scored, rejected = [], []
     for path, state in states.items():
         if state.is_completed():

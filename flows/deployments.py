@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from prefect.schedules import Cron
 
-SCHEDULES = Path("configs") / "schedules.yaml"
+from trackflow.paths import ProjectPaths
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def build_deployments(root: Path | str = ".") -> list[Any]:
     from flows.training import training
 
     root = str(Path(root).resolve())
-    specs = load_schedules(Path(root) / SCHEDULES)
+    specs = load_schedules(ProjectPaths.at(root).schedules_config)
     flows = {"training": training, "batch_scoring": batch_scoring, "drift_monitoring": drift_monitoring}
     return [
         flows[name].to_deployment(
@@ -90,7 +90,7 @@ def deployment_exists(full_name: str) -> bool:
 
 def retrain_deployment(root: Path | str = ".") -> str:
     """The full name of the training deployment that drift-triggered retraining runs."""
-    return load_schedules(Path(root) / SCHEDULES)["training"].full_name
+    return load_schedules(ProjectPaths.at(root).schedules_config)["training"].full_name
 
 
 def serve(root: Path | str = ".") -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from components.params import Params
 from flows.deployments import deployment_exists, retrain_deployment
 from flows.training import training
 from trackflow import scoring_stages, stages
@@ -18,9 +19,8 @@ from trackflow.paths import ProjectPaths
 
 
 @task(name="drift_check", cache_policy=NO_CACHE)
-def drift_check_task(root: str, batch: str | None) -> dict[str, Any]:
-    paths = ProjectPaths.at(root)
-    return scoring_stages.drift_check(paths, stages.params_for(paths), batch)
+def drift_check_task(root: str, params: Params, batch: str | None) -> dict[str, Any]:
+    return scoring_stages.drift_check(ProjectPaths.at(root), params, batch)
 
 
 def trigger_retraining(root: str, reason: str) -> dict[str, Any]:
@@ -35,7 +35,11 @@ def trigger_retraining(root: str, reason: str) -> dict[str, Any]:
         return {"mode": "deployment", "deployment": name, "flow_run_id": str(run.id)}
     logger.warning("retraining in this process (no %s deployment on a Prefect server)", name)
     result = training(root=root, reason=reason)
-    return {"mode": "in-process", "mlflow_parent_run_id": result["mlflow_parent_run_id"]}
+    return {
+        "mode": "in-process",
+        "mlflow_parent_run_id": result["mlflow_parent_run_id"],
+        "dvc": result["dvc"],
+    }
 
 
 @flow(name="drift_monitoring", log_prints=True)
@@ -45,8 +49,8 @@ def drift_monitoring(
     """`retrain` overrides params.yaml drift.retrain (None: use params)."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)
-    summary = drift_check_task(root, batch)
+    params = stages.params_for(paths)  # once: every task gets this frozen object
+    summary = drift_check_task(root, params, batch)
     drifted = ", ".join(summary["drifted_columns"]) or "none"
     print(
         f"{summary['batch']}: {len(summary['drifted_columns'])} of {len(summary['columns'])} input columns "

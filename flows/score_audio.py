@@ -11,22 +11,21 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from components.params import Params
 from trackflow import audio_stages, stages
 from trackflow.paths import ProjectPaths
 
 
 @task(name="extract_audio", cache_policy=NO_CACHE)
 def extract_audio_task(
-    root: str, source: str, batch: str | None, workers: int | None, progress: bool
+    root: str, params: Params, source: str, batch: str | None, workers: int | None, progress: bool
 ) -> dict[str, Any]:
-    paths = ProjectPaths.at(root)
-    return audio_stages.extract_audio(paths, stages.params_for(paths), source, batch, workers, progress)
+    return audio_stages.extract_audio(ProjectPaths.at(root), params, source, batch, workers, progress)
 
 
 @task(name="score_audio", cache_policy=NO_CACHE)
-def score_audio_task(root: str, batch: str) -> dict[str, Any]:
-    paths = ProjectPaths.at(root)
-    return audio_stages.score_audio(paths, stages.params_for(paths), batch)
+def score_audio_task(root: str, params: Params, batch: str) -> dict[str, Any]:
+    return audio_stages.score_audio(ProjectPaths.at(root), params, batch)
 
 
 @flow(name="score_audio", log_prints=True)
@@ -39,7 +38,8 @@ def score_audio(
 ) -> dict[str, Any]:
     """Extract the features of the audio files in `source`, then score them with the champions."""
     logger = get_run_logger()
-    extracted = extract_audio_task(root, source, batch, workers, progress)
+    params = stages.params_for(ProjectPaths.at(root))  # once: both tasks get this frozen object
+    extracted = extract_audio_task(root, params, source, batch, workers, progress)
     logger.info(
         "%s: %d of %d file(s) extracted (%.1f s of audio, %.1f s of audio per second per core); %d skipped",
         extracted["batch"],
@@ -49,7 +49,7 @@ def score_audio(
         extracted["audio_seconds_per_second_per_core"],
         len(extracted["errors"]),
     )
-    scored = score_audio_task(root, extracted["batch"])
+    scored = score_audio_task(root, params, extracted["batch"])
     models = ", ".join(f"{t} v{m['version']}" for t, m in scored["models"].items())
     print(
         f"{scored['batch']}: {scored['rows_scored']} of {extracted['files']} file(s) scored with {models} "

@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from components.params import Params, load_params
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_params() -> Params:
+    """params.yaml as committed: the only source of parameter values (the schema has no defaults)."""
+    return load_params(REPO / "params.yaml")
 
 
 def real_dataset_path() -> Path | None:
@@ -63,7 +70,7 @@ def fast_params(root: Path, **overrides: object) -> None:
     params["train"]["families"] = ["lightgbm", "random_forest"]
     params["train"]["profiles"]["default"] = {
         "n_trials": 2,
-        "timeout_s": 60,
+        "timeout_s": 600,  # a safety net only: a study cut short by it would not be reproducible
         "cv_folds": 2,
         "max_tune_rows": 1500,
         "max_train_rows": None,

@@ -29,14 +29,14 @@ from components.audio import (
     is_audio_track_id,
 )
 from components.audio.features import integrated_loudness, k_weighting
-from components.params import AudioParams, Params
-from tests.conftest import REPO, copy_project, make_project
+from components.params import AudioParams
+from tests.conftest import REPO, copy_project, make_project, repo_params
 from trackflow import audio_stages, stages
 from trackflow.cli import app
 from trackflow.paths import ProjectPaths
 
 SR = 22050
-CONFIG = AudioParams(workers=1)
+CONFIG = repo_params().audio.model_copy(update={"workers": 1})
 TRUMPET = "sorohanro_-_solo-trumpet-06"
 BRAHMS = "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)"
 VIBE_ACE = "Kevin_MacLeod_-_Vibe_Ace"
@@ -246,7 +246,7 @@ def test_bad_files_are_reported_per_file_and_the_batch_goes_on(tmp_path: Path) -
 
 def test_only_the_first_max_seconds_are_analysed_but_duration_is_whole(tmp_path: Path) -> None:
     path = write(tmp_path / "long.wav", metered_clicks(4, 120, bars=8))  # 17 s
-    batch = extract_files([path], AudioParams(max_seconds=5))
+    batch = extract_files([path], CONFIG.model_copy(update={"max_seconds": 5}))
     descriptors = batch.descriptors.iloc[0]
     assert descriptors["analysed_s"] == pytest.approx(5.0, abs=0.01)
     assert descriptors["truncated_analysis"]
@@ -254,11 +254,13 @@ def test_only_the_first_max_seconds_are_analysed_but_duration_is_whole(tmp_path:
 
 
 def test_audio_params_are_checked() -> None:
+    committed = CONFIG.model_dump()
     with pytest.raises(ValueError, match="lower case without a dot"):
-        AudioParams(extensions=(".wav",))
+        AudioParams.model_validate({**committed, "extensions": (".wav",)})
     with pytest.raises(ValueError, match="extra"):
-        AudioParams.model_validate({"sample_rate": 22050, "hop": 512})
-    assert Params.model_fields["audio"].default == AudioParams()
+        AudioParams.model_validate({**committed, "hop": 512})
+    with pytest.raises(ValueError, match="sample_rate"):  # no default stands in for a missing key
+        AudioParams.model_validate({k: v for k, v in committed.items() if k != "sample_rate"})
 
 
 # --- the real clips ---

@@ -174,21 +174,22 @@ def test_quick_base_project(tmp_path: Path, real_csv: Path) -> None:
     shutil.rmtree(ctx.work)
 
 
-def test_stage_table_walls_parallel_tuning_in_dag_order() -> None:
+def test_stage_table_walls_stages_in_dag_order_without_their_parts() -> None:
     from bench.training import stage_table
 
     calls = [
-        {"stage": "ingest", "task": None, "start_s": 0.0, "end_s": 2.0},
-        {"stage": "tune", "task": "genre", "start_s": 10.0, "end_s": 30.0},
-        {"stage": "tune", "task": "genre", "start_s": 11.0, "end_s": 25.0},  # the second thread
-        {"stage": "tune", "task": "genre", "start_s": 25.0, "end_s": 41.0},
-        {"stage": "fit", "task": "genre", "start_s": 41.0, "end_s": 50.0},
-        {"stage": "tune", "task": "hit", "start_s": 50.0, "end_s": 55.0},
+        {"stage": "ingest", "task": None, "part": None, "start_s": 0.0, "end_s": 2.0},
+        {"stage": "tune", "task": "genre", "part": None, "start_s": 10.0, "end_s": 41.0},
+        {"stage": "tune", "task": "genre", "part": "lightgbm", "start_s": 10.0, "end_s": 30.0},
+        {"stage": "tune", "task": "genre", "part": "mlp", "start_s": 11.0, "end_s": 25.0},
+        {"stage": "tune", "task": "genre", "part": "xgboost", "start_s": 25.0, "end_s": 40.5},
+        {"stage": "train", "task": "genre", "part": None, "start_s": 41.0, "end_s": 50.0},
+        {"stage": "tune", "task": "hit", "part": None, "start_s": 50.0, "end_s": 55.0},
     ]
     assert stage_table(calls) == [
         {"stage": "ingest", "seconds": 2.0},
         {"stage": "tune@genre", "seconds": 31.0},
-        {"stage": "fit@genre", "seconds": 9.0},
+        {"stage": "train@genre", "seconds": 9.0},
         {"stage": "tune@hit", "seconds": 5.0},
     ]
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components import families
+from components import params as params_module
 from flows.training import training
 from tests.conftest import make_project
 from trackflow import model_stages, stages
@@ -27,6 +28,7 @@ class BrokenFamily(families.RandomForestFamily):
 @pytest.fixture
 def broken_project(tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setitem(families.FAMILIES, "broken", BrokenFamily())
+    monkeypatch.setattr(params_module, "FAMILY_NAMES", (*params_module.FAMILY_NAMES, "broken"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("TRACKS_CSV", str(sample_csv))
     root = make_project(tmp_path, train__tasks=["popularity"], train__families=["random_forest", "broken"])

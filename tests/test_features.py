@@ -13,9 +13,11 @@ from components.features import (
     popularity_balanced_weights,
 )
 from components.modeling import MODEL_INPUT_COLUMNS, fit_popularity_model, model_inputs
-from components.params import LightGBMParams
+from tests.conftest import repo_params
 
 GENRES = ["pop", "rock", "jazz", "metal"]
+
+LIGHTGBM = repo_params().ablation.lightgbm
 
 
 def synthetic_tracks(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -80,7 +82,7 @@ def test_index_column_can_never_reach_a_model() -> None:
     assert not {"", "Unnamed: 0", "popularity"} & set(features.columns)
     # The poisoned columns change nothing: same features with or without them.
     assert np.allclose(featurizer.transform(poisoned).to_numpy(), featurizer.transform(tracks).to_numpy())
-    model = fit_popularity_model(poisoned, LightGBMParams(n_estimators=20), seed=1)
+    model = fit_popularity_model(poisoned, LIGHTGBM.model_copy(update={"n_estimators": 20}), seed=1)
     assert list(model_inputs(poisoned).columns) == list(MODEL_INPUT_COLUMNS)
     assert "" not in model.named_steps["model"].feature_name_
 

@@ -10,8 +10,10 @@ from mlflow.exceptions import MlflowException
 
 from components import registry
 from components.modeling import fit_popularity_model, model_inputs
-from components.params import LightGBMParams
+from tests.conftest import repo_params
 from tests.test_features import synthetic_tracks
+
+LIGHTGBM = repo_params().ablation.lightgbm
 
 
 def test_promotion_gate_both_ways() -> None:
@@ -35,7 +37,7 @@ def client(tmp_path: Path) -> MlflowClient:
 
 def test_register_aliases_and_manual_promotion(client: MlflowClient, tmp_path: Path) -> None:
     tracks = synthetic_tracks(400)
-    model = fit_popularity_model(tracks, LightGBMParams(n_estimators=10), seed=0)
+    model = fit_popularity_model(tracks, LIGHTGBM.model_copy(update={"n_estimators": 10}), seed=0)
     experiment = registry.ensure_experiment(client, "t", tmp_path / "artifacts")
     versions = []
     for _ in range(2):
@@ -62,7 +64,7 @@ def test_register_aliases_and_manual_promotion(client: MlflowClient, tmp_path: P
 def test_inputs_are_conformed_to_an_older_champions_signature(client: MlflowClient, tmp_path: Path) -> None:
     # A champion logged when integer columns were declared as doubles must still score raw integer rows.
     tracks = synthetic_tracks(300)
-    model = fit_popularity_model(tracks, LightGBMParams(n_estimators=10), seed=0)
+    model = fit_popularity_model(tracks, LIGHTGBM.model_copy(update={"n_estimators": 10}), seed=0)
     as_doubles = model_inputs(tracks.head(5)).astype({"duration_ms": "float64", "key": "float64"})
     experiment = registry.ensure_experiment(client, "old", tmp_path / "artifacts")
     run_id = registry.start_run(client, experiment, "train")

@@ -166,6 +166,9 @@ def test_drift_over_the_threshold_retrains_with_the_reason_recorded(
     reason = run.data.tags["retrain_reason"]
     assert summary["batch"] in reason and all(c in reason for c in summary["drifted_columns"])
     assert run.info.status == "FINISHED"
+    # A drift retrain is not what `dvc repro` would run: it leaves dvc.lock alone and says so.
+    dvc = summary["retraining"]["dvc"]
+    assert not dvc["recorded"] and "drift-triggered retrain" in dvc["reason"]
     newest = max(int(v.version) for v in client.search_model_versions("name='popularity'"))
     version = client.get_model_version("popularity", str(newest))  # search results carry no aliases
     assert version.run_id != run.info.run_id and "challenger" in version.aliases

@@ -88,6 +88,7 @@ def run(
     task: TaskKind = "regression",
     n_trials: int = 4,
     study_name: str = "study",
+    timeout_s: float | None = None,
     **kwargs: Any,
 ) -> Any:
     X = model_inputs(tracks)
@@ -106,7 +107,7 @@ def run(
         primary_artist(tracks["artists"]).to_numpy(),
         make_featurizer,
         n_trials=n_trials,
-        timeout_s=None,
+        timeout_s=timeout_s,
         cv_folds=3,
         seed=7,
         device="cpu",
@@ -229,6 +230,17 @@ def test_resume_runs_only_the_missing_trials(tracks: pd.DataFrame, tmp_path: Pat
     # The same study name cannot be resumed for another family or task.
     with pytest.raises(ValueError, match="was created for"):
         run(tracks, sqlite(tmp_path), family=FAMILIES["mlp"], space=MLP_SPACE, n_trials=5)
+
+
+def test_a_study_cut_short_by_its_wall_clock_limit_says_so(tracks: pd.DataFrame, tmp_path: Path) -> None:
+    """The timeout is a safety net: a study it stops before n_trials is marked, one that ran its trials
+    (or had nothing left to run on resume) is not."""
+    cut = run(tracks, sqlite(tmp_path), n_trials=3, timeout_s=0.05)  # checked before each trial
+    assert cut.n_trials == 1 and cut.stopped_by_timeout  # a trial of 3 folds takes longer than that
+    full = run(tracks, sqlite(tmp_path, "other.db"), n_trials=2, timeout_s=600)
+    assert full.n_trials == 2 and not full.stopped_by_timeout
+    resumed = run(tracks, sqlite(tmp_path, "other.db"), n_trials=2, timeout_s=1e-6)
+    assert not resumed.stopped_by_timeout
 
 
 def test_the_best_trial_keeps_its_out_of_fold_outputs(tracks: pd.DataFrame, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from components.ingest import INGEST_ERRORS, ROW_NUMBER, IngestResult, ingest_csv
-from components.params import ValidateParams
 from components.schema import COLUMNS, LABEL_COLUMNS
 from components.validation import (
     QUARANTINE_REASON,
@@ -20,6 +19,7 @@ from components.validation import (
     load_suite,
     validate_tracks,
 )
+from tests.conftest import repo_params
 
 try:  # tests/ is not a package today; keep working if it becomes one
     from tests.bad_inputs import (
@@ -46,7 +46,7 @@ except ModuleNotFoundError:
         synthetic_good_frame,
     )
 
-PARAMS = ValidateParams()  # the defaults, equal to params.yaml `validate:`
+PARAMS = repo_params().validation
 REAL_ROWS = 114_000
 EMPTY_ROW_TRACK = "1kR4gIb7nGxHPI3D2ifs59"  # the one row with empty artists/album_name/track_name
 

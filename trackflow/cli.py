@@ -1,11 +1,11 @@
-"""`trackflow`: the command line. Each stage command is what dvc.yaml runs; `run` runs the Prefect flow."""
+"""`trackflow`: the command line. Each stage command is what dvc.yaml runs; `run` runs the Prefect flow. The
+console command starts in trackflow/entry.py, which applies the process settings first."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,12 @@ import typer
 from components.acquire import DataAcquisitionError
 from components.discovery import DiscoveryInputError
 from components.ingest import IngestError
+from components.io import write_text
 from components.params import ParamsError
 from components.tasks import TASKS
 from components.validation import DataValidationError
 from trackflow import audio_stages, model_stages, scoring_stages, stages
+from trackflow.parts import ThreadParts
 from trackflow.paths import ProjectPaths
 from trackflow.scoring_stages import ScoringError
 
@@ -101,8 +103,8 @@ def tune(
     """Optuna studies for every family of TASK (CV on training folds; resumes from optuna/)."""
     if family:
         _run(model_stages.tune_family, root, task=task, family_name=family)
-    else:
-        _run(model_stages.tune_task, root, task=task)
+    else:  # the families side by side, as the flow runs them
+        _run(model_stages.tune_task, root, task=task, parts=ThreadParts())
 
 
 @app.command()
@@ -218,7 +220,7 @@ def serve(root: Path = ROOT) -> None:
     from flows.deployments import load_schedules
     from flows.deployments import serve as serve_deployments
 
-    for spec in load_schedules(root / "configs" / "schedules.yaml").values():
+    for spec in load_schedules(ProjectPaths.at(root).schedules_config).values():
         typer.echo(f"serving {spec.full_name:<26} cron '{spec.cron}' ({spec.timezone})")
     serve_deployments(root)
 
@@ -269,7 +271,7 @@ def discover(
     """Discovery stages (what dvc.yaml runs): one --part, or every part and then the summary."""
     from trackflow import discovery_stages
 
-    _run(discovery_stages.discover, root, part=part)
+    _run(discovery_stages.discover, root, part=part, parts=ThreadParts())
 
 
 @app.command("register-discovery")
@@ -377,5 +379,30 @@ def playlist(
     typer.secho(timing_line, err=True, fg=typer.colors.BRIGHT_BLACK)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+@app.command("dvc-yaml")
+def dvc_yaml(
+    check: bool = typer.Option(False, "--check", help="Exit 1 if dvc.yaml differs; write nothing."),
+    root: Path = ROOT,
+) -> None:
+    """Write dvc.yaml from the pipeline definition (trackflow/pipeline.py), code and config deps included."""
+    from trackflow.pipeline import check_definition, render_dvc_yaml
+
+    paths = ProjectPaths.at(root)
+    check_definition()
+    text = render_dvc_yaml(paths.root)
+    current = paths.dvc_yaml.read_text(encoding="utf-8") if paths.dvc_yaml.is_file() else ""
+    if check:
+        if current != text:
+            typer.secho(
+                f"{paths.dvc_yaml} is stale: run `trackflow dvc-yaml` (make dvc-yaml)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(code=1)
+        typer.echo(f"{paths.dvc_yaml}: up to date with trackflow/pipeline.py")
+        return
+    if current == text:
+        typer.echo(f"{paths.dvc_yaml}: unchanged")
+        return
+    write_text(text, paths.dvc_yaml)
+    typer.echo(f"{paths.dvc_yaml}: written")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,13 @@ from components.io import atomic_dir, atomic_path, read_json, write_json, write_
 from components.modeling import MODEL_INPUT_COLUMNS, model_inputs
 from components.params import Params
 from components.schema import LABEL_COLUMNS
+from trackflow.parts import SERIAL, Parts, raise_first_failure
 from trackflow.paths import ProjectPaths
 from trackflow.stages import git_commit, mlflow_client, params_hash
 
 log = logging.getLogger("trackflow.discovery")
 PARTS = ("clusters", "outliers", "similar", "playlists", "map")
+TIMING_KEYS = frozenset({"seconds", "query_ms", "build_seconds"})
 # Registered model name -> the part that fits it.
 REGISTERED = {"clusters": "clusters", "outliers": "outliers", "similar-tracks": "similar"}
 # Raw input columns of each registered model. clusters and outliers take a scoring batch as it comes, without
@@ -584,8 +587,12 @@ def discover_summary(paths: ProjectPaths, params: Params, parent_run_id: str | N
             raise FileNotFoundError(f"{source}: missing; run `trackflow discover --part {part}` first")
         parts[part] = read_json(source)
     scan = read_json(paths.discovery_part("clusters") / "k_scan.json")
-    metrics = {**parts, "k_scan": scan}
-    write_json(metrics, paths.discovery_metrics)
+    # Wall times are facts about the machine, not the models: they stay out of the metrics file, which two
+    # runs on the same data, params and code write identically (they are in each part's own metrics.json).
+    quality = {
+        part: {k: v for k, v in values.items() if k not in TIMING_KEYS} for part, values in parts.items()
+    }
+    write_json({**quality, "k_scan": scan}, paths.discovery_metrics)
     summary_md = _summary_markdown(parts, scan)
     write_text(summary_md, paths.discovery_reports / "summary.md")
     client, experiment_id = mlflow_client(paths, params)
@@ -703,21 +710,38 @@ def _summary_markdown(parts: dict[str, Any], scan: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def discover(paths: ProjectPaths, params: Params, part: str | None = None) -> dict[str, Any]:
-    """One part, or every part in order then the summary (what `trackflow discover` runs)."""
-    runners = {
+def discover(
+    paths: ProjectPaths,
+    params: Params,
+    part: str | None = None,
+    *,
+    parts: Parts = SERIAL,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """One part, or every part then the summary (what `trackflow discover` runs): clusters, outliers and
+    the similarity index side by side, then the map (it needs the clusters) beside the playlists (they need
+    the index). Any part failing stops the stage."""
+    runners: dict[str, Callable[[ProjectPaths, Params], dict[str, Any]]] = {
         "clusters": discover_clusters,
         "outliers": discover_outliers,
         "similar": discover_similar,
         "playlists": discover_playlists,
         "map": discover_map,
-        "summary": discover_summary,
     }
     if part is not None:
+        if part == "summary":
+            return discover_summary(paths, params, parent_run_id)
         if part not in runners:
-            raise DiscoveryInputError(f"unknown discovery part {part!r}; choose from {sorted(runners)}")
+            raise DiscoveryInputError(
+                f"unknown discovery part {part!r}; choose from {sorted([*runners, 'summary'])}"
+            )
         return runners[part](paths, params)
-    return {name: runner(paths, params) for name, runner in runners.items()}
+    results: dict[str, Any] = {}
+    for wave in (("clusters", "outliers", "similar"), ("map", "playlists")):
+        outcomes = parts.map("discover", lambda name: runners[name](paths, params), wave)
+        results.update(raise_first_failure(outcomes))
+    results["summary"] = discover_summary(paths, params, parent_run_id)
+    return results
 
 
 # --- 7. registration ---

@@ -38,6 +38,7 @@ from components.params import Params
 from components.split import split_frames
 from components.task_model import BlendModel, TaskModel
 from components.tasks import TASK_SPECS, TaskData, TaskName, genre_classes, task_data
+from trackflow.parts import SERIAL, Parts
 from trackflow.paths import ProjectPaths
 from trackflow.stages import PROTOCOLS, git_commit, mlflow_client, params_hash
 
@@ -141,7 +142,7 @@ def tune_family(
         raise KeyError(f"unknown model family {family_name!r}; known: {sorted(FAMILIES)}")
     family = FAMILIES[family_name]
     space = load_search_spaces(
-        paths.root / "configs" / "families.yaml",
+        paths.families_config,
         TASK_SPECS[task].kind,
         profile=params.train.profile,
         known_profiles=params.train.profiles,
@@ -155,7 +156,7 @@ def tune_family(
     )
     data_hash = read_json(paths.ingest_meta)["content_hash"]
     study_name = f"{task}.{family_name}.{_study_fingerprint(params, task, family_name, space, data_hash)}"
-    storage_dir = paths.root / "optuna"
+    storage_dir = paths.optuna
     storage_dir.mkdir(parents=True, exist_ok=True)
     # One database per study: parallel families never contend for one sqlite lock.
     storage = f"sqlite:///{storage_dir / f'{task}-{family_name}.db'}"
@@ -238,6 +239,9 @@ def tune_family(
         "n_complete": result.n_complete,
         "n_pruned": result.n_pruned,
         "n_failed": result.n_failed,
+        # "trials" when the study ran its n_trials; "timeout" when its wall-clock safety net cut it short.
+        "stopped_by": "timeout" if result.stopped_by_timeout else "trials",
+        "timeout_s": profile.timeout_s,
         "tune_rows": len(data.y),
         # The best trial's out-of-fold outputs and which rows they are for (see _oof_outputs).
         "oof_file": oof_path.name if result.best_oof is not None else None,
@@ -249,7 +253,10 @@ def tune_family(
     registry.log_flat(
         client,
         study_run,
-        params={f"best_{k}": v for k, v in result.best_params.items()},
+        params={
+            **{f"best_{k}": v for k, v in result.best_params.items()},
+            "stopped_by": summary["stopped_by"],
+        },
         metrics={
             "best_cv_score": result.best_value,
             "n_pruned": result.n_pruned,
@@ -261,22 +268,42 @@ def tune_family(
     return summary
 
 
-def tune_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
-    """Every enabled family of one task in turn (the DVC runner); a failing family does not stop the rest."""
-    results: dict[str, Any] = {}
+def tune_task(
+    paths: ProjectPaths,
+    params: Params,
+    task: TaskName,
+    *,
+    parts: Parts = SERIAL,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Every enabled family of one task, side by side as `parts` runs them; a failing family is recorded in
+    data/tuning/<task>/<family>.failed.json and the others go on. Fails only when every family failed."""
     target = paths.tuning(task)
+    # Only this run's studies may reach the fit: a family that failed now must not leave last run's result.
     for stale in [*target.glob("*.json"), *target.glob("*.npy")] if target.is_dir() else []:
         stale.unlink()
-    for family in params.train.families:
-        try:
-            results[family] = tune_family(paths, params, task, family)
-        except Exception as exc:  # one family failing is logged, the others go on
-            log.error("tuning %s/%s failed: %s", task, family, exc)
-            results[family] = {"family": family, "failed": f"{type(exc).__name__}: {exc}"}
-            write_json(results[family], target / f"{family}.failed.json")
-    if not any("failed" not in r for r in results.values()):
-        raise TrainingError(f"every family failed for task {task}: {results}")
-    return results
+    outcomes = parts.map(
+        f"tune@{task}",
+        lambda family: tune_family(paths, params, task, family, parent_run_id),
+        params.train.families,
+    )
+    failed = {family: outcome.error for family, outcome in outcomes.items() if not outcome.ok}
+    for family, error in failed.items():
+        log.error("tuning %s/%s failed, the other families go on: %s", task, family, error)
+        write_json({"family": family, "failed": error}, target / f"{family}.failed.json")
+    if len(failed) == len(outcomes):
+        raise TrainingError(f"every family failed for task {task}: {failed}")
+    studies = {family: outcome.result for family, outcome in outcomes.items() if outcome.ok}
+    return {
+        "task": task,
+        "tuned": list(studies),
+        "failed": failed,
+        # A study that stopped on its wall-clock safety net, not on its trial count, depends on machine speed.
+        "stopped_by_timeout": [
+            f for f, study in studies.items() if study and study.get("stopped_by") == "timeout"
+        ],
+        "studies": studies,
+    }
 
 
 # --- fit ---
@@ -408,6 +435,14 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         "cv_scores": {t["family"]: t["cv_score"] for t in ranked},
         "cv_direction": ranked[0]["direction"],
         "selected": ranked[0]["family"],
+        # How each study ended: the metrics carry it, so a result cut short by the safety net says so.
+        "studies": {
+            t["family"]: {
+                key: t.get(key)
+                for key in ("n_trials", "n_complete", "n_pruned", "n_failed", "stopped_by", "timeout_s")
+            }
+            for t in ranked
+        },
     }
     main_rows = _sample(
         _rows(tracks, splits, params, task, params.split.protocol, "train"),
@@ -721,6 +756,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
         "main_protocol": main,
         "selected": selection["selected"],
         "cv_scores": selection["cv_scores"],
+        "tuning": selection.get("studies", {}),
     }
     if "blend" in selection:
         # The blend and its members were compared on the same folds without early stopping: show those scores.

@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The configuration files a stage may read, by the ProjectPaths property that gives each: stages read them
+# through these properties only, which is how trackflow/pipeline.py knows a stage's config dependencies.
+CONFIG_FILES: dict[str, str] = {
+    "expectation_suite": "configs/expectations/tracks.yaml",
+    "families_config": "configs/families.yaml",
+    "schedules_config": "configs/schedules.yaml",
+}
+
 
 @dataclass(frozen=True)
 class ProjectPaths:
@@ -17,6 +25,30 @@ class ProjectPaths:
     @property
     def params(self) -> Path:
         return self.root / "params.yaml"
+
+    @property
+    def dvc_yaml(self) -> Path:
+        return self.root / "dvc.yaml"
+
+    @property
+    def expectation_suite(self) -> Path:
+        """The Great Expectations suite of the training gate and of scoring (it names configs/genres.txt)."""
+        return self.root / CONFIG_FILES["expectation_suite"]
+
+    @property
+    def families_config(self) -> Path:
+        """Search spaces of the model families, per task kind and tuning profile."""
+        return self.root / CONFIG_FILES["families_config"]
+
+    @property
+    def schedules_config(self) -> Path:
+        """Cron schedules of the served deployments."""
+        return self.root / CONFIG_FILES["schedules_config"]
+
+    @property
+    def optuna(self) -> Path:
+        """One sqlite database per (task, family) study: a rerun resumes its studies."""
+        return self.root / "optuna"
 
     @property
     def raw_csv(self) -> Path:

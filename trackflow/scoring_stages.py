@@ -39,7 +39,6 @@ from trackflow.stages import git_commit, mlflow_client, params_hash
 
 log = logging.getLogger("trackflow.scoring")
 BATCH_SUFFIXES = (".parquet", ".csv.gz", ".csv")
-SUITE = Path("configs") / "expectations" / "tracks.yaml"
 ROW_NUMBER = "source_row"
 
 
@@ -121,7 +120,7 @@ def _typed(text: pd.DataFrame, first_row: int) -> pd.DataFrame:
 def scoring_suite(paths: ProjectPaths, nullable_columns: Sequence[str] = ()) -> SuiteConfig:
     """The scoring variant of the expectation suite; `nullable_columns` may be missing (values a source
     could not measure, such as audio features without an estimator: the models impute them)."""
-    suite = load_suite(paths.root / SUITE, for_scoring=True)
+    suite = load_suite(paths.expectation_suite, for_scoring=True)
     unknown = sorted(set(nullable_columns) - set(suite.required_columns))
     if unknown:
         raise ValueError(f"nullable_columns {unknown} are not columns of the scoring suite")

@@ -139,7 +139,7 @@ def _log_validation(
 def validate(paths: ProjectPaths, params: Params, parent_run_id: str | None = None) -> dict[str, Any]:
     frame = pd.read_parquet(paths.interim_tracks)
     meta = read_json(paths.ingest_meta)
-    suite = load_suite(paths.root / "configs" / "expectations" / "tracks.yaml")
+    suite = load_suite(paths.expectation_suite)
     report = paths.reports / "validation" / "report.html"
     try:
         outcome = validate_tracks(frame, suite, params.validation, columns_in_file=meta["columns_in_file"])
