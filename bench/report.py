@@ -335,7 +335,7 @@ def training(data: Mapping[str, Any]) -> list[str]:
         "",
         "The Prefect flow ran once, in a fresh copy of the project (no study to resume, an empty MLflow "
         "store): a run takes about as long as `make run`, so these are single measurements. A stage's time "
-        "is its stage function's own (tuning: from the task's first study start to its last study end).",
+        "is the pipeline runner's clock around it (trackflow/runner.py; tune: its families side by side).",
         "",
     ]
     rows = [[f"`{s['stage']}`", seconds(s["seconds"])] for s in flow["stage_seconds"]]
