@@ -8,17 +8,18 @@ RAW := data/raw/dataset.csv
 # command below, and every process it starts (dvc's stage commands), inherits it.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test install data lint format ui repro ablation clean help prefect-server serve score monitor simulate dvc-yaml
+.PHONY: run test test-quick install data lint format ui repro ablation clean help prefect-server serve score monitor simulate dvc-yaml
 
 help:
 	@echo "make run     create .venv, install, fetch the data, run the training and discovery flows"
-	@echo "make test    run the test suite (installs first)"
+	@echo "make test    run the test suite (installs first): tests/unit, integration, e2e"
+	@echo "make test-quick  the unit tier only (under two minutes)"
 	@echo "make data    (re)fetch the raw dataset into data/raw/ (TRACKS_CSV=path or download)"
 	@echo "make repro   reproduce the DVC pipeline (dvc repro)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000 against the local store"
 	@echo "make ablation  feature-group ablation table (reports/ablation.md)"
 	@echo "make discovery  clusters, outliers, similar tracks, playlists, map (reports/discovery/)"
-	@echo "make lint    ruff, and dvc.yaml up to date with trackflow/pipeline.py"
+	@echo "make lint    ruff, the import layers (.importlinter), dvc.yaml up to date with trackflow/pipeline.py"
 	@echo "make dvc-yaml  regenerate dvc.yaml from the pipeline definition (trackflow/pipeline.py)"
 	@echo "make prefect-server  local Prefect server + UI on http://127.0.0.1:4200"
 	@echo "make serve   serve the scheduled deployments (training, batch scoring, drift monitoring)"
@@ -51,8 +52,13 @@ run: install $(RAW)
 test: install
 	$(BIN)/python -m pytest
 
+# The unit tier only (components on built data): under two minutes.
+test-quick: install
+	$(BIN)/python -m pytest tests/unit
+
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/trackflow dvc-yaml --check
 
 dvc-yaml: install

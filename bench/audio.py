@@ -8,10 +8,13 @@ per-file extraction times) is reported beside it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.format import megabytes, ranged, table
 from bench.harness import BenchError, Context, run_job, say, spread
+from trackflow.stages.common import params_for
 
 QUICK_FILES = 2  # --quick: the smallest clips only
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # params.yaml audio.extensions
@@ -35,11 +38,10 @@ def find_clips(ctx: Context) -> Path:
 def audio_job(root: str, folder: str, workers: int, repeats: int, limit: int | None = None) -> dict[str, Any]:
     """Child job: extract every clip in `folder` `repeats` times with `workers` worker processes."""
     from components.audio import extract_files, find_audio_files
-    from trackflow import stages
     from trackflow.paths import ProjectPaths
 
     paths = ProjectPaths.at(root)
-    config = stages.params_for(paths).audio
+    config = params_for(paths).audio
     files, _ = find_audio_files(Path(folder), config.extensions, recursive=config.recursive)
     if limit is not None:
         files = sorted(files, key=lambda p: p.stat().st_size)[:limit]
@@ -106,3 +108,52 @@ def run(ctx: Context) -> dict[str, Any]:
             f"({runs[0]['analysed_s']:.1f} s of audio; first batch {data['first']['wall_s']['median']:.1f} s)"
         )
     return results
+
+
+# --- its section of BENCHMARKS.md (bench/report.py composes them) ---
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def render(data: Mapping[str, Any]) -> list[str]:
+    rows = []
+    first = next(iter(data["configs"].values()))
+    for workers, entry in data["configs"].items():
+        analysed = entry["runs"][0]["analysed_s"]
+        for label, part in (("first batch", entry["first"]), ("later batches", entry.get("later"))):
+            if part is None:
+                continue
+            rows.append(
+                [
+                    workers,
+                    label,
+                    f"{analysed:.1f} s",
+                    ranged(part["wall_s"]),
+                    f"**{ranged(part['per_core'], _one_decimal)}**",
+                    ranged(part["analysis_only"], _one_decimal),
+                    megabytes(entry["peak_rss_mb"]),
+                ]
+            )
+    return [
+        f"{len(first['files'])} clips from `{data['folder']}` ({first['bytes'] / 1e6:.1f} MB; "
+        f"{', '.join(first['files'])}), decoded at {first['sample_rate']} Hz; {len(first['runs'])} batches "
+        "per worker count, each in one child process.",
+        "",
+        *table(
+            [
+                "workers",
+                "batch",
+                "audio per batch",
+                "wall time",
+                "audio s per wall s per core",
+                "audio s per analysis s",
+                "peak memory (largest process)",
+            ],
+            rows,
+        ),
+        "",
+        "The first batch of a process pays for imports and first-call compilation. With one worker the "
+        "files are analysed in the process itself, so later batches are warm; with a pool, every batch "
+        "starts its own spawned workers (one thread each), which import the libraries again. `audio s per "
+        "analysis s` divides by the sum of the per-file extraction times (no pool start-up).",
+    ]

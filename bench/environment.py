@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,17 @@ def run(ctx: Context) -> dict[str, Any]:
         f"{data['gpus'] or 'none'}"
     )
     return data
+
+
+# --- its section of BENCHMARKS.md (bench/report.py composes them) ---
+def render(data: Mapping[str, Any]) -> list[str]:
+    libraries = ", ".join(f"{k} {v}" for k, v in data["libraries"].items() if v)
+    memory = data["memory_gb"]
+    return [
+        f"- CPU: {data['cpu']}; {data['cores_usable']} usable cores ({data['cores_logical']} logical)",
+        f"- Memory: {memory:.1f} GB" if memory else "- Memory: unknown",
+        f"- OS: {data['os']}; Python {data['python']}; torch threads {data['torch_threads']}",
+        f"- GPU: {', '.join(data['gpus']) if data['gpus'] else 'none'} (whether training used one: see the "
+        "training section)",
+        f"- Libraries: {libraries}",
+    ]

@@ -5,11 +5,13 @@ results for this dataset (bench/published.yaml: citations, each checked against 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.format import number, table
 from bench.harness import BenchError, Context, read_results, say
 
 TASKS = ("popularity", "genre", "hit")
@@ -109,3 +111,122 @@ def run(ctx: Context) -> dict[str, Any]:
         "published": published,
         "training_measured_at": training["measured_at"],
     }
+
+
+# --- its section of BENCHMARKS.md (bench/report.py composes them) ---
+QUALITY_METRICS = {
+    "popularity": ("rmse", "mae", "r2", "top_decile_recall"),
+    "genre": ("top1_set_accuracy", "top3_set_accuracy", "macro_f1"),
+    "hit": ("roc_auc", "pr_auc", "log_loss", "recall_at_precision"),
+}
+
+
+# Published metric -> (ours, how to convert ours to the published unit, note).
+PUBLISHED_TO_OURS: dict[str, tuple[str, Callable[[float], float], str]] = {
+    "rmse": ("rmse", lambda v: v, ""),
+    "mae": ("mae", lambda v: v, ""),
+    "r2": ("r2", lambda v: v, ""),
+    "mse": ("rmse", lambda v: v * v, "ours: RMSE²"),
+    "top1_accuracy": ("top1_set_accuracy", lambda v: 100 * v, "ours: top-1 in the track's genre set, %"),
+    "top3_accuracy": ("top3_set_accuracy", lambda v: 100 * v, "ours: top-3 meets the track's genre set, %"),
+}
+
+
+def _metric_value(values: Mapping[str, Any], key: str) -> float | None:
+    if key in values:
+        return values[key]
+    matches = [v for k, v in values.items() if k.startswith(key)]
+    return matches[0] if matches else None
+
+
+def _metric_label(values: Mapping[str, Any], key: str) -> str:
+    return next((k for k in values if k.startswith(key)), key)
+
+
+def render(data: Mapping[str, Any]) -> list[str]:
+    metrics = data["metrics"]
+    lines = [
+        f"From the flow run's `metrics/<task>.json` ({data['tracks']:,} tracks, holdouts untouched until "
+        "evaluation). Same budget, two runners: the overhead pair's flow and direct runs wrote metrics that "
+        "were "
+        + (
+            "identical."
+            if all(data["same_in_direct_run"].values())
+            else "different for "
+            + ", ".join(t for t, same in data["same_in_direct_run"].items() if not same)
+            + "."
+        ),
+        "The main holdout is grouped by primary artist (artists never seen in training); the second is "
+        "grouped by track (the same artist may be on both sides, never the same track). `blend` is the mean "
+        "of the best two families on cross-validation.",
+        "",
+    ]
+    for task, task_metrics in metrics.items():
+        keys = QUALITY_METRICS.get(task, ())
+        selected = task_metrics["selected"]
+        for protocol in ("artist", "track"):
+            if protocol not in task_metrics:
+                continue
+            families = task_metrics[protocol]
+            sample = next(iter(families.values()))
+            header = ["family", *[_metric_label(sample, k) for k in keys], "n"]
+            rows = []
+            for family, values in families.items():
+                name = f"**{family}** (selected)" if family == selected else family
+                rows.append(
+                    [name, *[number(_metric_value(values, k)) for k in keys], f"{values.get('n', 0):,}"]
+                )
+            label = "main" if protocol == task_metrics.get("main_protocol") else "comparison"
+            lines += [f"**{task}**, holdout grouped by {protocol} ({label})", "", *table(header, rows), ""]
+    lines += published(data)
+    return lines
+
+
+def _leak(flag: Any) -> str:
+    return {True: "**yes**", False: "no", "likely": "**likely**"}.get(flag, str(flag))
+
+
+def published(data: Mapping[str, Any]) -> list[str]:
+    metrics = data["metrics"]
+    rows = []
+    for entry in data["published"]:
+        task_metrics = metrics.get(entry["task"])
+        theirs, ours = [], []
+        for name, value in entry["metrics"].items():
+            unit = "%" if entry.get("unit") == "percent" else ""
+            theirs.append(f"{name} {value:g}{unit}")
+            if (
+                name in PUBLISHED_TO_OURS
+                and task_metrics
+                and entry.get("comparable_to") in ("artist", "track")
+            ):
+                key, convert, note = PUBLISHED_TO_OURS[name]
+                selected = task_metrics["selected"]
+                parts = []
+                for protocol in ("track", "artist"):
+                    value_ours = task_metrics.get(protocol, {}).get(selected, {}).get(key)
+                    if value_ours is not None:
+                        parts.append(f"{convert(value_ours):.4g}{unit} ({protocol})")
+                ours.append(f"{name} " + " / ".join(parts) + (f"; {note}" if note else ""))
+        rows.append(
+            [
+                entry["task"],
+                f"[{entry['title']}]({entry['url']})",
+                entry["model"],
+                "; ".join(theirs),
+                entry["protocol"],
+                _leak(entry["leaks"])
+                + (": " + "; ".join(entry["leak_reasons"]) if entry["leak_reasons"] else ""),
+                "; ".join(ours) if ours else "not comparable",
+            ]
+        )
+    return [
+        "### Published results for this dataset",
+        "",
+        "Quoted from their sources (the only hand-typed numbers here; see `bench/published.yaml` for each "
+        "quote). Ours: the selected model, track-grouped holdout first (closest to their setting, without "
+        "the leak), then the main artist-grouped holdout. A random split over listing rows leaks: a track "
+        "is listed once per genre it has, so its copies land on both sides.",
+        "",
+        *table(["task", "source", "model", "published", "protocol", "leaks", "trackflow (ours)"], rows),
+    ]

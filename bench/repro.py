@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.format import megabytes, ranged, seconds, table, yes_no
 from bench.harness import BenchError, Context, child_env, run_command, say, spread, tool
 
 # The parameter touched: it feeds the three evaluate stages; downstream, only what their changed outputs feed.
@@ -130,3 +132,37 @@ def run(ctx: Context) -> dict[str, Any]:
             "only_affected": set(ran) <= allowed,
         },
     }
+
+
+# --- its section of BENCHMARKS.md (bench/report.py composes them) ---
+def render(data: Mapping[str, Any]) -> list[str]:
+    noop, param = data["noop"], data["param"]
+    return [
+        f"`dvc repro {' '.join(data['targets'])}`: the training chain of `dvc.yaml` ({param['stages_total']} "
+        "stages; other pipelines in it, such as discovery, are not part of these figures), in a git "
+        "repository holding a copy of the project after the direct training run (light budget: see the "
+        "overhead runs), which recorded its own stages in `dvc.lock` as every run of the pipeline does; "
+        f"`dvc commit --force` over them took {seconds(data['commit_s'])}.",
+        "",
+        *table(
+            ["run", "wall time", "peak memory", "stages run"],
+            [
+                [
+                    f"`dvc repro`, nothing changed (x{noop['n']})",
+                    ranged(noop),
+                    megabytes(max(r["peak_rss_mb"] for r in noop["runs"])),
+                    ", ".join(sorted({s for r in noop["runs"] for s in r["ran"]})) or "none (up to date)",
+                ],
+                [
+                    f"`dvc repro` after `{param['name']}` {param['old']} → {param['new']} (1 run)",
+                    seconds(param["wall_s"]),
+                    megabytes(param["peak_rss_mb"]),
+                    ", ".join(f"`{s}`" for s in param["ran"]),
+                ],
+            ],
+        ),
+        "",
+        f"`dvc status` flagged {', '.join(f'`{s}`' for s in param['changed_per_dvc_status']) or 'nothing'}; "
+        f"with everything downstream of them, {len(param['allowed'])} of {param['stages_total']} stages may "
+        f"rerun. Only those reran: {yes_no(param['only_affected'])}.",
+    ]

@@ -14,17 +14,21 @@ runners alike, and the ratio is the median of the pairs' ratios.
 
 Each run is one child process in a fresh copy of the project (no Optuna study to resume, an empty MLflow
 store). Wall time per stage comes from the stage functions themselves, timed the same way in both modes.
+
+Over 400 lines with its section of BENCHMARKS.md (render), which reads the same runs and pairs.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.format import megabytes, number, ranged, seconds, table
 from bench.harness import Context, run_job, say, spread
 from bench.project import copy_root, make_base
 
@@ -129,7 +133,7 @@ def train_job(root: str, mode: str) -> dict[str, Any]:
 
 def training_params(root: Path) -> dict[str, Any]:
     """The training budget the run used, for the report."""
-    from components.params import load_params
+    from trackflow.config import load_params
 
     params = load_params(root / "params.yaml")
     return {
@@ -270,3 +274,155 @@ def run(ctx: Context) -> dict[str, Any]:
             "direct": str(ctx.direct_root),
         },
     }
+
+
+# --- its section of BENCHMARKS.md (bench/report.py composes them) ---
+def overhead(data: Mapping[str, Any], pair: Mapping[str, Any], light: Mapping[str, Any] | None) -> list[str]:
+    """The flow-vs-direct runs: per-stage medians over the runs of each runner, the pairs' ratios."""
+    runs = data.get("overhead_all_runs") or [pair["flow"], pair["direct"]]
+    by_mode = {mode: [r for r in runs if r["mode"] == mode] for mode in ("flow", "direct")}
+    order = data.get("overhead_order") or ["flow", "direct"]
+    repeated = len(runs) > 2
+    # Results written before the overhead runs carried their own tasks have none recorded.
+    light_tasks = by_mode["flow"][0].get("params", {}).get("tasks")
+    lines = [
+        (
+            f"The same DAG with a light budget ({', '.join(f'{k} {v}' for k, v in light.items())}; "
+            + (f"tasks {', '.join(light_tasks)}, " if light_tasks else "")
+            + "every family and stage, all rows in the data stages and the holdouts), as the flow and as "
+            "direct calls, each run in a fresh copy. What Prefect adds around the stage calls does not grow "
+            "with the work inside them, so on a lighter run it is a larger share: this ratio errs high."
+            if light
+            else "The same DAG and budget as above, once as the flow and once as direct calls, each in a "
+            "fresh copy."
+        )
+        + " Both run the one pipeline definition (trackflow/pipeline.py) through trackflow/runner.py: the "
+        "direct backend calls the same stage functions in the same order in one Python process, tuning "
+        f"one task's families on a {data['tune_threads']}-thread pool like the flow's "
+        f"`ThreadPoolTaskRunner(max_workers={data['tune_threads']})`; each runner times its own stages. "
+        + (
+            f"Runs in the order {', '.join(order)}: each adjacent flow/direct couple is a pair, so a drift "
+            "in the host's speed weighs on both runners alike. Stage times are medians over each runner's "
+            "runs."
+            if repeated
+            else "Single measurements."
+        ),
+        "",
+    ]
+
+    def stage_median(mode: str, stage: str) -> float | None:
+        values = [s["seconds"] for r in by_mode[mode] for s in r["stage_seconds"] if s["stage"] == stage]
+        return spread(values)["median"] if values else None
+
+    def over_runs(mode: str, key: str, fmt: Callable[[float], str] = seconds) -> str:
+        values = [r[key] for r in by_mode[mode] if r.get(key) is not None]
+        return ranged(spread(values), fmt) if values else "n/a"
+
+    rows = [
+        [
+            f"`{s['stage']}`",
+            seconds(stage_median("flow", s["stage"])),
+            seconds(stage_median("direct", s["stage"])),
+        ]
+        for s in by_mode["flow"][0]["stage_seconds"]
+    ]
+    rows.append(["**total**", f"**{over_runs('flow', 'total_s')}**", f"**{over_runs('direct', 'total_s')}**"])
+    rows.append(
+        [
+            "Prefect start-up in the run's process (not in the total)",
+            over_runs("flow", "prefect_start_s"),
+            "none",
+        ]
+    )
+    rows.append(
+        [
+            "peak memory (largest process)",
+            over_runs("flow", "peak_rss_mb", megabytes),
+            over_runs("direct", "peak_rss_mb", megabytes),
+        ]
+    )
+    rows.append(
+        ["CPU time (all processes)", over_runs("flow", "process_cpu_s"), over_runs("direct", "process_cpu_s")]
+    )
+    lines += table(["stage", "Prefect flow", "direct calls"], rows)
+    pairs = data.get("overhead_pairs")
+    if pairs:
+        lines += [
+            "",
+            *table(
+                ["pair", "flow total", "direct total", "flow / direct", "counting Prefect's start-up"],
+                [
+                    [
+                        str(i + 1),
+                        seconds(p["flow_s"]),
+                        seconds(p["direct_s"]),
+                        f"{p['ratio']:.3f}",
+                        f"{p['ratio_with_start']:.3f}",
+                    ]
+                    for i, p in enumerate(pairs)
+                ],
+            ),
+        ]
+        ratios = data["overhead_ratio_spread"]
+        summary = (
+            f"Orchestration overhead (flow total / direct total, median of {ratios['n']} pairs): "
+            f"**{ratio_text(ratios)}**; {data['overhead_ratio_with_start']:.3f} counting the flow's Prefect "
+            "start-up."
+        )
+    else:
+        summary = (
+            f"Orchestration overhead (flow total / direct total): **{data['overhead_ratio']:.3f}**; "
+            f"{data['overhead_ratio_with_start']:.3f} counting the flow's Prefect start-up."
+        )
+    return [*lines, "", summary, ""]
+
+
+def ratio_text(ratios: Mapping[str, Any]) -> str:
+    """'median [min - max]' of ratios; a single one alone."""
+    if ratios["n"] == 1:
+        return f"{ratios['median']:.3f}"
+    return f"{ratios['median']:.3f} [{ratios['min']:.3f} - {ratios['max']:.3f}]"
+
+
+def render(data: Mapping[str, Any]) -> list[str]:
+    flow = data["runs"]["flow"]
+    pair = data.get("overhead_runs") or data["runs"]  # results written before the light overhead pair
+    light = data.get("light_budget")
+    budget = flow.get("params", {})
+    tuning = budget.get("budget", {})
+    lines = [
+        f"{flow['rows']:,} rows in, {flow['rows_valid']:,} validated, {flow['tracks']:,} tracks; tasks "
+        f"{', '.join(budget.get('tasks', []))}; families {', '.join(budget.get('families', []))}; profile "
+        f"`{budget.get('profile')}` ({', '.join(f'{k} {v}' for k, v in tuning.items())}); device "
+        f"{', '.join(flow['devices'])}{' (' + flow['gpu'] + ')' if flow.get('gpu') else ''}.",
+        "",
+        "The Prefect flow ran once, in a fresh copy of the project (no study to resume, an empty MLflow "
+        "store): a run takes about as long as `make run`, so these are single measurements. A stage's time "
+        "is the pipeline runner's clock around it (trackflow/runner.py; tune: its families side by side).",
+        "",
+    ]
+    rows = [[f"`{s['stage']}`", seconds(s["seconds"])] for s in flow["stage_seconds"]]
+    rows.append(["**total**", f"**{seconds(flow['total_s'])}**"])
+    rows.append(
+        ["Prefect start-up in the run's process (not in the total)", seconds(flow["prefect_start_s"])]
+    )
+    first = data.get("prefect_first_start_s")
+    rows.append(["Prefect's first start on a machine (creates its database)", seconds(first)])
+    rows.append(["peak memory (largest process)", megabytes(flow["peak_rss_mb"])])
+    rows.append(["CPU time (all processes)", seconds(flow["process_cpu_s"])])
+    lines += table(["stage", "Prefect flow"], rows)
+    lines += ["", "### Orchestration overhead", "", *overhead(data, pair, light)]
+    outcome = [
+        [
+            task,
+            f"`{t['selected']}`",
+            f"{t['gate_metric']} {number(t['challenger_score'])}",
+            f"v{t['version']} {', '.join(t['aliases'])}",
+            ", ".join(t["failed"]) or "none",
+        ]
+        for task, t in flow["tasks"].items()
+    ]
+    lines += table(
+        ["task (flow run)", "selected", "holdout gate metric", "registered", "failed families"], outcome
+    )
+    return lines

@@ -16,9 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from components.schema import INDEX_COLUMN, RAW_SCHEMA
+from components.schema import INDEX_COLUMN, RAW_SCHEMA, ROW_NUMBER
 
-ROW_NUMBER = "source_row"
 INGEST_ERRORS = "ingest_errors"
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})

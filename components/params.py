@@ -1,17 +1,18 @@
 """Typed view of params.yaml: one pydantic model per stage section, unknown keys rejected.
 
 No field has a default: params.yaml is the one source of every value, so the code cannot disagree with it.
-Names (tasks, families, profiles, the models that promotion margins are for) are checked when it is loaded.
+Names (tasks, families, profiles, the models that promotion margins are for) are checked when it is loaded
+(trackflow/config.py reads the file).
 """
 
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from components.schema import SplitProtocol
 
 
 class _Section(BaseModel):
@@ -39,7 +40,7 @@ class FeaturizeParams(_Section):
 class SplitParams(_Section):
     seed: int
     test_size: float = Field(gt=0, lt=1)
-    protocol: Literal["artist", "track"]
+    protocol: SplitProtocol
 
 
 class LightGBMParams(_Section):
@@ -59,10 +60,7 @@ FeatureGroup = Literal[
 ]
 
 
-TaskName = Literal["popularity", "genre", "hit"]
-# The model families of components/families.py (FAMILIES), named here so that params.yaml is checked when it
-# is loaded without importing five ML libraries; a test keeps the two in step.
-FAMILY_NAMES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost", "random_forest", "mlp")
+TaskName = str  # a key of components.tasks.TASK_SPECS, checked on load
 DiscoveryModelName = Literal["clusters", "outliers", "similar-tracks"]
 
 
@@ -82,7 +80,7 @@ class TrainParams(_Section):
     # auto: CUDA when present (PyTorch, XGBoost, CatBoost), else CPU. Nothing requires a GPU.
     device: Literal["auto", "cpu", "cuda"]
     tasks: tuple[TaskName, ...]
-    families: tuple[str, ...]  # of FAMILY_NAMES
+    families: tuple[str, ...]  # keys of components.families.FAMILIES, checked on load
     hit_threshold: float = Field(gt=0, le=100)
     feature_groups: tuple[FeatureGroup, ...]
     # Weight popularity training rows inversely to the frequency of their popularity band.
@@ -106,9 +104,6 @@ class TrainParams(_Section):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"train.{field} lists {repeated} more than once")
-        unknown = [f for f in self.families if f not in FAMILY_NAMES]
-        if unknown:
-            raise ValueError(f"train.families: unknown {unknown}; known: {list(FAMILY_NAMES)}")
         return self
 
     @property
@@ -330,23 +325,3 @@ class Params(_Section):
     @property
     def registry(self) -> RegisterParams:
         return self.register_
-
-
-class ParamsError(ValueError):
-    """params.yaml is missing, unreadable or does not match the schema."""
-
-
-def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and validate params.yaml; the error names the file and every offending key."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: parameters file not found (run from the repository root)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ParamsError(f"{path}: {problems}") from exc

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
+import pandas as pd
 import pyarrow as pa
 
 # Upstream dataset.csv starts with an unnamed row index. It is laid out in 1,000-row genre blocks, so it
@@ -35,7 +39,6 @@ RAW_SCHEMA = pa.schema(
 
 COLUMNS: tuple[str, ...] = tuple(RAW_SCHEMA.names)
 TEXT_COLUMNS: tuple[str, ...] = ("track_id", "artists", "album_name", "track_name", "track_genre")
-NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in TEXT_COLUMNS and c != "explicit")
 
 AUDIO_FEATURES: tuple[str, ...] = (
     "danceability",
@@ -61,9 +64,41 @@ AUDIO_SPACE_FEATURES: tuple[str, ...] = (
     "log_duration",
 )
 
+# The holdout protocols (components/split.py): grouped by primary artist, and by track.
+SplitProtocol = Literal["artist", "track"]
+PROTOCOLS: tuple[SplitProtocol, ...] = ("artist", "track")
+# The line of its source file each ingested or scored row came from (1 = the first data row).
+ROW_NUMBER = "source_row"
+
 TARGET = "popularity"
 # Labels of the predictive tasks: never inputs of a model that predicts them.
 LABEL_COLUMNS: tuple[str, ...] = ("popularity", "track_genre")
 # track_genre in the per-track table holds the set of genres of a track, joined by this separator.
 GENRE_SEPARATOR = "|"
 ARTIST_SEPARATOR = ";"
+
+# The raw columns a model takes: the dataset's schema less the popularity label. Genre is an input of the
+# popularity and hit models (one genre, or the set joined by '|'); the genre task drops it (components/tasks).
+MODEL_INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != TARGET)
+
+
+def model_inputs(frame: pd.DataFrame, columns: Sequence[str] = MODEL_INPUT_COLUMNS) -> pd.DataFrame:
+    """The raw input columns in their canonical order (a copy: callers' frames are never mutated)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"model input is missing columns {missing}")
+    inputs = frame[list(columns)].copy()
+    # Plain numpy dtypes give a simple, stable signature that matches the dataset's raw columns (integers stay
+    # int64, so rows read straight from the CSV or parquet pass MLflow's schema check).
+    for column in inputs.columns:
+        dtype = inputs[column].dtype
+        if isinstance(dtype, pd.BooleanDtype) or pd.api.types.is_bool_dtype(dtype):
+            inputs[column] = inputs[column].astype("float64").fillna(0.0).astype(bool)
+        elif pd.api.types.is_integer_dtype(dtype):
+            has_gaps = bool(inputs[column].isna().any())
+            inputs[column] = inputs[column].astype("float64" if has_gaps else "int64")
+        elif pd.api.types.is_numeric_dtype(dtype):
+            inputs[column] = inputs[column].astype("float64")
+        else:
+            inputs[column] = inputs[column].astype(object).where(inputs[column].notna(), None)
+    return inputs

@@ -16,18 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.registry import conform_to_signature
-from components.schema import LABEL_COLUMNS
+from components.schema import LABEL_COLUMNS, model_inputs
+from components.tasks import TASK_SPECS
 
 # The prediction column of each task.
-PREDICTION_COLUMNS: dict[str, str] = {
-    "popularity": "predicted_popularity",
-    "hit": "hit_probability",
-    "genre": "predicted_genre",
-}
+PREDICTION_COLUMNS: dict[str, str] = {name: spec.prediction_column for name, spec in TASK_SPECS.items()}
 KEY_COLUMNS: tuple[str, ...] = ("track_id", "artists", "track_name")
-# Genre first: its prediction is an input of the other two.
-SCORING_ORDER: tuple[str, ...] = ("genre", "popularity", "hit")
+# Tasks whose answer fills another model's input (genre) score first.
+SCORING_ORDER: tuple[str, ...] = tuple(sorted(TASK_SPECS, key=lambda t: TASK_SPECS[t].answers_input is None))
 # The outlier model of discovery (`outliers@champion`), when registered: an outlier score and flag per row,
 # so that a batch's share of odd or broken tracks is visible beside its predictions.
 OUTLIERS = "outliers"
@@ -61,7 +57,6 @@ def _model_columns(model: Any, available: pd.DataFrame) -> pd.DataFrame:
 
 def plain_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     """Numpy dtypes, as the models were logged with: integers stay int64 when complete, text is object."""
-    from components.modeling import model_inputs
 
     return model_inputs(frame, list(frame.columns))
 
@@ -77,21 +72,20 @@ def score_rows(
     """
     inputs = plain_inputs(rows.drop(columns=[c for c in LABEL_COLUMNS if c in rows.columns]))
     out = pd.DataFrame({key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns})
-    genre_input = pd.Series([None] * len(rows), dtype=object)
+    filled: dict[str, np.ndarray] = {"track_genre": np.array([None] * len(rows), dtype=object)}
     source = "unknown"
     for task in SCORING_ORDER:
         champion = champions.get(task)
         if champion is None:
             continue
-        frame = inputs if task == "genre" else inputs.assign(track_genre=genre_input.to_numpy())
-        frame = conform_to_signature(_model_columns(champion.model, frame), champion.model)
+        spec = TASK_SPECS[task]
+        taken = {c: v for c, v in filled.items() if c in spec.input_columns}
+        frame = conform_to_signature(_model_columns(champion.model, inputs.assign(**taken)), champion.model)
         predicted = np.asarray(champion.model.predict(frame))
-        if task == "genre":
-            genre_input = pd.Series(predicted, dtype=object)
+        if spec.answers_input is not None:
+            filled[spec.answers_input] = predicted.astype(object)
             source = "predicted"
-            out[PREDICTION_COLUMNS[task]] = predicted.astype(object)
-        else:
-            out[PREDICTION_COLUMNS[task]] = predicted.astype("float64")
+        out[spec.prediction_column] = predicted.astype(spec.answer_dtype)
         out[f"{task}_model_version"] = champion.version
         out[f"{task}_run_id"] = champion.run_id
     out["genre_input"] = source
@@ -105,3 +99,31 @@ def score_rows(
         out[f"{OUTLIERS}_run_id"] = outliers.run_id
     out["scored_at"] = scored_at
     return out
+
+
+_SCHEMA_DTYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool",
+}
+
+
+def conform_to_signature(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """Cast columns to the types in a pyfunc model's input signature (a copy), so that a model logged with
+    other numeric types (say, integers declared as doubles by an older version) still scores raw rows.
+    Integer casts that would lose information are left to MLflow's own schema check to reject."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return frame
+    conformed = frame.copy()
+    for spec in schema.inputs:
+        target = _SCHEMA_DTYPES.get(getattr(spec.type, "name", str(spec.type)))
+        if spec.name not in conformed.columns or target is None:
+            continue
+        column = conformed[spec.name]
+        if target.startswith("int") and (column.isna().any() or not (column.dropna() % 1 == 0).all()):
+            continue
+        conformed[spec.name] = column.astype(target)
+    return conformed

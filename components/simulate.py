@@ -7,8 +7,9 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from components.ingest import INGEST_ERRORS
 from components.params import SimulateParams
-from components.schema import GENRE_SEPARATOR, LABEL_COLUMNS
+from components.schema import GENRE_SEPARATOR, LABEL_COLUMNS, ROW_NUMBER
 
 Shift = Literal["none", "genre_mix", "louder", "shorter"]
 SHIFTS: tuple[str, ...] = get_args(Shift)
@@ -59,7 +60,7 @@ def simulate_batch(pool: pd.DataFrame, shift: Shift, params: SimulateParams) -> 
     else:
         picks = rng.choice(len(pool), size=n, replace=n > len(pool))
     batch = pool.iloc[picks].reset_index(drop=True)
-    batch = batch.drop(columns=[c for c in (*LABEL_COLUMNS, "source_row", "ingest_errors") if c in batch])
+    batch = batch.drop(columns=[c for c in (*LABEL_COLUMNS, ROW_NUMBER, INGEST_ERRORS) if c in batch])
     if shift == "louder":
         batch["loudness"] = (batch["loudness"].astype("float64") + params.louder_db).clip(upper=5.0)
         batch["energy"] = (batch["energy"].astype("float64") + params.louder_energy).clip(upper=1.0)

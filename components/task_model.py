@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from components.schema import model_inputs
 from components.tasks import TASK_SPECS, TaskName
 
 
@@ -47,19 +48,15 @@ class TaskModel(BaseEstimator):
         self.family = family
 
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        from components.modeling import model_inputs
 
         return model_inputs(X, TASK_SPECS[self.task].input_columns)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        if self.task == "popularity":
-            raise AttributeError("the popularity model is a regressor")
+        if TASK_SPECS[self.task].kind == "regression":
+            raise AttributeError(f"the {self.task} model is a regressor")
         return np.asarray(self.estimator.predict_proba(self._inputs(X)))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        if self.task == "popularity":
-            return np.clip(np.asarray(self.estimator.predict(self._inputs(X)), dtype="float64"), 0.0, 100.0)
-        proba = self.predict_proba(X)
-        if self.task == "hit":
-            return proba[:, 1]
-        return np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+        """The task's answer for raw rows, as its spec defines it (components/tasks.py)."""
+        spec = TASK_SPECS[self.task]
+        return spec.answer(spec.output(self.estimator, self._inputs(X)), self.classes)

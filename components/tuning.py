@@ -19,6 +19,9 @@ would have reached.
 
 Studies live in the given Optuna storage: re-running `tune` with the same study name resumes it and only
 runs the trials still missing up to `n_trials`.
+
+One module of about 450 lines: the study, its pruner and the refit plan share the folds and the early-
+stopping conventions (kept iterations per fold, patience) that tie tuning to the final fit.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from sklearn.metrics import log_loss, mean_squared_error
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 
-from components.families import Family, ParamSpec, TaskKind, suggest_params
+from components.families import Family, ParamSpec, suggest_params
+from components.tasks import TaskKind
 
 DIRECTION = "minimize"  # every metric below is a loss
 FOLD_STEP_OFFSET = 1_000_000  # fold-level reports sit above any iteration / epoch step
@@ -130,11 +134,6 @@ class TuningResult:
 
 class NoCompletedTrialError(RuntimeError):
     """Every trial of the study was pruned or failed: there is no best parameter set."""
-
-
-def score(task: TaskKind, estimator: Any, X: Any, y: np.ndarray, n_classes: int | None = None) -> float:
-    """The tuning metric of `estimator` on (X, y): RMSE, or log loss over all classes."""
-    return score_output(task, predict_output(task, estimator, X), y, n_classes)
 
 
 def predict_output(task: TaskKind, estimator: Any, X: Any) -> np.ndarray:

@@ -14,13 +14,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
-from trackflow import scoring_stages, stages
+from components.validation import DataValidationError
 from trackflow.paths import ProjectPaths
+from trackflow.stages import scoring as scoring_stage
+from trackflow.stages.common import params_for
 
 
 @task(name="score_batch", cache_policy=NO_CACHE)
 def score_batch_task(root: str, params: Params, batch: str) -> dict[str, Any]:
-    return scoring_stages.score_file(ProjectPaths.at(root), params, Path(batch))
+    return scoring_stage.score_file(ProjectPaths.at(root), params, Path(batch))
 
 
 @flow(name="batch_scoring", log_prints=True)
@@ -28,10 +30,10 @@ def batch_scoring(root: str = ".", batch: str | None = None) -> dict[str, Any]:
     """Score `batch` (a path), or every batch in the incoming folder without up-to-date predictions."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)  # once: every task gets this frozen object
-    batches = [Path(batch)] if batch else scoring_stages.pending_batches(paths, params)
+    params = params_for(paths)  # once: every task gets this frozen object
+    batches = [Path(batch)] if batch else scoring_stage.pending_batches(paths, params)
     if not batches:
-        logger.info("nothing to score in %s", scoring_stages.incoming_dir(paths, params))
+        logger.info("nothing to score in %s", scoring_stage.incoming_dir(paths, params))
         return {"scored": [], "rejected": []}
     logger.info("%d batch(es) to score: %s", len(batches), [p.name for p in batches])
     # Sequential: each batch is chunked and scored at full speed already; a bad one does not stop the rest.
@@ -50,9 +52,7 @@ def batch_scoring(root: str = ".", batch: str | None = None) -> dict[str, Any]:
             rejected.append({"batch": path.name, "error": str(state.message)})
             logger.error("%s rejected: %s", path.name, state.message)
     if rejected and (batch or not scored):
-        raise scoring_stages.DataValidationError(
-            "; ".join(f"{r['batch']}: {r['error']}" for r in rejected), []
-        )
+        raise DataValidationError("; ".join(f"{r['batch']}: {r['error']}" for r in rejected), [])
     return {"scored": scored, "rejected": rejected}
 
 

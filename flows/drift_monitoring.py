@@ -12,15 +12,16 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
-from flows.deployments import deployment_exists, retrain_deployment
+from flows.schedules import deployment_exists, retrain_deployment
 from flows.training import training
-from trackflow import scoring_stages, stages
 from trackflow.paths import ProjectPaths
+from trackflow.stages import drift as drift_stage
+from trackflow.stages.common import params_for
 
 
 @task(name="drift_check", cache_policy=NO_CACHE)
 def drift_check_task(root: str, params: Params, batch: str | None) -> dict[str, Any]:
-    return scoring_stages.drift_check(ProjectPaths.at(root), params, batch)
+    return drift_stage.drift_check(ProjectPaths.at(root), params, batch)
 
 
 def trigger_retraining(root: str, reason: str) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def drift_monitoring(
     """`retrain` overrides params.yaml drift.retrain (None: use params)."""
     logger = get_run_logger()
     paths = ProjectPaths.at(root)
-    params = stages.params_for(paths)  # once: every task gets this frozen object
+    params = params_for(paths)  # once: every task gets this frozen object
     summary = drift_check_task(root, params, batch)
     drifted = ", ".join(summary["drifted_columns"]) or "none"
     print(

@@ -12,20 +12,21 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
-from trackflow import audio_stages, stages
 from trackflow.paths import ProjectPaths
+from trackflow.stages import audio as audio_stage
+from trackflow.stages.common import params_for
 
 
 @task(name="extract_audio", cache_policy=NO_CACHE)
 def extract_audio_task(
     root: str, params: Params, source: str, batch: str | None, workers: int | None, progress: bool
 ) -> dict[str, Any]:
-    return audio_stages.extract_audio(ProjectPaths.at(root), params, source, batch, workers, progress)
+    return audio_stage.extract_audio(ProjectPaths.at(root), params, source, batch, workers, progress)
 
 
 @task(name="score_audio", cache_policy=NO_CACHE)
 def score_audio_task(root: str, params: Params, batch: str) -> dict[str, Any]:
-    return audio_stages.score_audio(ProjectPaths.at(root), params, batch)
+    return audio_stage.score_audio(ProjectPaths.at(root), params, batch)
 
 
 @flow(name="score_audio", log_prints=True)
@@ -38,7 +39,7 @@ def score_audio(
 ) -> dict[str, Any]:
     """Extract the features of the audio files in `source`, then score them with the champions."""
     logger = get_run_logger()
-    params = stages.params_for(ProjectPaths.at(root))  # once: both tasks get this frozen object
+    params = params_for(ProjectPaths.at(root))  # once: both tasks get this frozen object
     extracted = extract_audio_task(root, params, source, batch, workers, progress)
     logger.info(
         "%s: %d of %d file(s) extracted (%.1f s of audio, %.1f s of audio per second per core); %d skipped",

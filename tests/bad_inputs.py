@@ -22,11 +22,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from components.acquire import TRACKS_CSV_ENV, DataAcquisitionError, acquire_dataset
 from components.ingest import IngestError, IngestResult, ingest_csv
 from components.params import ValidateParams
 from components.schema import COLUMNS, INDEX_COLUMN
 from components.validation import DataValidationError, SuiteConfig, ValidationOutcome, validate_tracks
+from trackflow.acquire import TRACKS_CSV_ENV, DataAcquisitionError, acquire_dataset
 
 Stage = Literal["fetch", "ingest", "validate"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -387,3 +387,35 @@ def run_through_gate(
     ingested = ingest_csv(acquired.path)
     outcome = validate_tracks(ingested.frame, suite, params, columns_in_file=ingested.columns_in_file)
     return ingested, outcome
+
+
+def assert_stopped_where_expected(
+    case: BadInput, good_raw: pd.DataFrame, suite: SuiteConfig, params: ValidateParams, tmp_path: Path
+) -> None:
+    """Write `case` from `good_raw` and run it through fetch, ingest and the gate: a rejected input stops at
+    its stage with its error text, an accepted one passes with the rows and reasons it describes."""
+    import pytest
+
+    from components.validation import QUARANTINE_REASON
+
+    source = case.write(good_raw, tmp_path / f"{case.name}.csv")
+    if case.outcome == "rejected":
+        with pytest.raises(Exception) as caught:
+            run_through_gate(source, tmp_path / "work", suite, params)
+        assert type(caught.value) is STAGE_ERRORS[case.stage], f"{case.name}: stopped by {caught.value!r}"
+        assert case.expect_in_error in str(caught.value)
+        if case.stage == "validate":
+            failures = caught.value.failures
+            assert any(f.level == "batch" for f in failures)
+            assert all(f.message and f.message in str(caught.value) for f in failures)
+        return
+
+    ingested, outcome = run_through_gate(source, tmp_path / "work", suite, params)
+    summary = outcome.summary
+    assert summary["rows_in"] == ingested.rows == len(good_raw)
+    assert summary["rows_valid"] + summary["rows_quarantined"] == summary["rows_in"]
+    assert summary["rows_quarantined"] == case.expect_quarantined == len(outcome.quarantined)
+    for key, value in case.expect_summary.items():
+        assert summary[key] == value, key
+    if case.expect_in_reason:
+        assert outcome.quarantined[QUARANTINE_REASON].str.contains(case.expect_in_reason, regex=False).any()

@@ -12,9 +12,25 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.params import Params, load_params
+from components.params import Params
+from trackflow.config import load_params
+from trackflow.process import configure_process
+
+# The test run is an entry point like the CLI: passive OpenMP waits, the headless plotting backend.
+configure_process()
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its tier, its folder: `pytest -m "not e2e"` selects by it."""
+    for item in items:
+        tier = next((t for t in TIERS if f"{os.sep}tests{os.sep}{t}{os.sep}" in str(item.path)), None)
+        if tier is not None:
+            item.add_marker(tier)
 
 
 def repo_params() -> Params:
@@ -29,6 +45,23 @@ def real_dataset_path() -> Path | None:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+def audio_dir() -> Path | None:
+    """The real audio clips: TRACKFLOW_AUDIO_DIR, else the shared copy beside the checkout."""
+    candidate = Path(os.environ.get("TRACKFLOW_AUDIO_DIR") or REPO.parent / "shared" / "data" / "audio")
+    return candidate if candidate.is_dir() and any(candidate.glob("*.ogg")) else None
+
+
+@pytest.fixture(scope="session")
+def clips_dir() -> Path:
+    folder = audio_dir()
+    if folder is None:
+        pytest.skip(
+            "real audio clips not found: set TRACKFLOW_AUDIO_DIR or place the librosa example clips in "
+            "../shared/data/audio (see SOURCE.md there)"
+        )
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +163,8 @@ def trained_project(
     tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, prefect_harness: None
 ) -> Iterator[Path]:
     """One real training flow run (every task, two families, tiny budget) on the real sample, shared by the
-    modules that need champions. Modules that change its registry run last (test_training_flow) or work
-    on a copy (see copy_project)."""
+    tests that need champions. It is read only: a test that writes (registers, scores, retrains) works on
+    a copy (copy_project), so no test depends on another's order."""
     from flows.training import training
 
     root = make_project(tmp_path_factory.mktemp("flow"))

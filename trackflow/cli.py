@@ -1,5 +1,8 @@
 """`trackflow`: the command line. Each stage command is what dvc.yaml runs; `run` runs the Prefect flow. The
-console command starts in trackflow/entry.py, which applies the process settings first."""
+console command starts in trackflow/entry.py, which applies the process settings first.
+
+Over 400 lines because it is one Typer app of about 25 commands: each is a few lines of options that call a
+stage or a flow, and splitting them would scatter the command line a user reads with `--help`."""
 
 from __future__ import annotations
 
@@ -12,17 +15,28 @@ from typing import Any
 
 import typer
 
-from components.acquire import DataAcquisitionError
-from components.discovery import DiscoveryInputError
+from components.discovery import PARTS, DiscoveryInputError
 from components.ingest import IngestError
 from components.io import write_text
-from components.params import ParamsError
 from components.tasks import TASKS
 from components.validation import DataValidationError
-from trackflow import audio_stages, model_stages, scoring_stages, stages
+from trackflow.acquire import DataAcquisitionError
+from trackflow.config import ParamsError
 from trackflow.parts import ThreadParts
 from trackflow.paths import ProjectPaths
-from trackflow.scoring_stages import ScoringError
+from trackflow.stages import audio as audio_stage
+from trackflow.stages import data as data_stage
+from trackflow.stages import simulate as simulate_stage
+from trackflow.stages.common import params_for
+from trackflow.stages.discovery import discover as discover_stage
+from trackflow.stages.discovery import register as register_discovery_stage
+from trackflow.stages.discovery.queries import find_similar, make_playlist
+from trackflow.stages.evaluate import evaluate_task
+from trackflow.stages.register import register_task
+from trackflow.stages.scoring import ScoringError
+from trackflow.stages.train import fit_task
+from trackflow.stages.training import TrainingError
+from trackflow.stages.tune import tune_family, tune_task
 
 app = typer.Typer(
     help="trackflow: the Spotify tracks MLOps pipeline.", no_args_is_help=True, add_completion=False
@@ -35,9 +49,9 @@ USER_ERRORS = (
     DataValidationError,
     ParamsError,
     FileNotFoundError,
-    model_stages.TrainingError,
+    TrainingError,
     ScoringError,
-    audio_stages.AudioBatchError,
+    audio_stage.AudioBatchError,
     DiscoveryInputError,
 )
 
@@ -47,7 +61,7 @@ def _run(stage: Callable[..., dict[str, Any]], root: Path, **kwargs: Any) -> Non
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is setup chatter
     paths = ProjectPaths.at(root)
     try:
-        summary = stage(paths, stages.params_for(paths), **kwargs)
+        summary = stage(paths, params_for(paths), **kwargs)
     except USER_ERRORS as exc:
         typer.secho(f"error [{stage.__name__}]: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from exc
@@ -60,31 +74,31 @@ def fetch_data(
     tracks_csv: str = typer.Option(None, "--tracks-csv", envvar="TRACKS_CSV", help="Local dataset.csv(.gz)."),
 ) -> None:
     """Put the raw dataset in data/raw/: from TRACKS_CSV when set, else download dataset.csv."""
-    _run(stages.fetch_data, root, tracks_csv=tracks_csv)
+    _run(data_stage.fetch_data, root, tracks_csv=tracks_csv)
 
 
 @app.command()
 def ingest(root: Path = ROOT) -> None:
     """Raw CSV -> typed data/interim/tracks.parquet, index column dropped."""
-    _run(stages.ingest, root)
+    _run(data_stage.ingest, root)
 
 
 @app.command()
 def validate(root: Path = ROOT) -> None:
     """The Great Expectations gate: reject bad batches, quarantine a few bad rows."""
-    _run(stages.validate, root)
+    _run(data_stage.validate, root)
 
 
 @app.command()
 def featurize(root: Path = ROOT) -> None:
     """Validated listings -> one row per track (data/features/tracks.parquet)."""
-    _run(stages.featurize, root)
+    _run(data_stage.featurize, root)
 
 
 @app.command()
 def split(root: Path = ROOT) -> None:
     """Seeded grouped holdouts by primary artist and by track (data/splits/)."""
-    _run(stages.split, root)
+    _run(data_stage.split, root)
 
 
 def _known_task(value: str) -> str:
@@ -93,7 +107,7 @@ def _known_task(value: str) -> str:
     return value
 
 
-TASK = typer.Option(..., "--task", "-t", help="popularity, genre or hit.", callback=_known_task)
+TASK = typer.Option(..., "--task", "-t", help=f"One of {', '.join(TASKS)}.", callback=_known_task)
 
 
 @app.command()
@@ -102,33 +116,33 @@ def tune(
 ) -> None:
     """Optuna studies for every family of TASK (CV on training folds; resumes from optuna/)."""
     if family:
-        _run(model_stages.tune_family, root, task=task, family_name=family)
+        _run(tune_family, root, task=task, family_name=family)
     else:  # the families side by side, as the flow runs them
-        _run(model_stages.tune_task, root, task=task, parts=ThreadParts())
+        _run(tune_task, root, task=task, parts=ThreadParts())
 
 
 @app.command()
 def train(task: str = TASK, root: Path = ROOT) -> None:
     """Fit every tuned family of TASK on both protocols' training rows; pick the CV winner (or the blend)."""
-    _run(model_stages.fit_task, root, task=task)
+    _run(fit_task, root, task=task)
 
 
 @app.command()
 def evaluate(task: str = TASK, root: Path = ROOT) -> None:
     """Holdout metrics of every family of TASK under both protocols; plots and comparison in reports/TASK/."""
-    _run(model_stages.evaluate_task, root, task=task)
+    _run(evaluate_task, root, task=task)
 
 
 @app.command()
 def register(task: str = TASK, root: Path = ROOT) -> None:
     """Register TASK's selected model in MLflow: challenger always, champion when it wins on the holdout."""
-    _run(model_stages.register_task, root, task=task)
+    _run(register_task, root, task=task)
 
 
 @app.command()
 def ablation(root: Path = ROOT) -> None:
     """Feature-group ablation under both holdouts (reports/ablation.md); needs featurize and split outputs."""
-    _run(stages.ablation, root)
+    _run(data_stage.ablation, root)
 
 
 @app.command()
@@ -156,10 +170,10 @@ def promote(
     root: Path = ROOT,
 ) -> None:
     """Make VERSION the champion of MODEL by hand, recording who and why."""
-    from components.registry import promote_by_hand
+    from trackflow.tracking import Tracker, promote_by_hand
 
     paths = ProjectPaths.at(root)
-    client, _ = stages.mlflow_client(paths, stages.params_for(paths))
+    client = Tracker.for_project(paths, params_for(paths)).client
     previous = promote_by_hand(client, model, version, who or getpass.getuser(), reason)
     typer.echo(f"{model}: champion is now v{version} (was {previous or 'none'})")
 
@@ -210,15 +224,15 @@ def simulate_batch(
 
     if drift not in SHIFTS:
         raise typer.BadParameter(f"--drift {drift!r}: choose one of {', '.join(SHIFTS)}")
-    _run(scoring_stages.simulate, root, drift=drift, rows=rows, name=name)
+    _run(simulate_stage.simulate, root, drift=drift, rows=rows, name=name)
 
 
 @app.command()
 def serve(root: Path = ROOT) -> None:
     """Serve the training (weekly), batch scoring (daily) and drift monitoring (daily) deployments from this
     process, on the cron schedules of configs/schedules.yaml. Set PREFECT_API_URL to a server to see them."""
-    from flows.deployments import load_schedules
     from flows.deployments import serve as serve_deployments
+    from flows.schedules import load_schedules
 
     for spec in load_schedules(ProjectPaths.at(root).schedules_config).values():
         typer.echo(f"serving {spec.full_name:<26} cron '{spec.cron}' ({spec.timezone})")
@@ -240,7 +254,7 @@ def score_audio(
 
     source = str(path.resolve())
     result = _flow(lambda: score_audio_flow(str(root), source, batch, workers, progress=True))
-    typer.echo(audio_stages.format_files(result["score"]["files"]))
+    typer.echo(audio_stage.format_files(result["score"]["files"]))
 
 
 @app.command("extract-audio")
@@ -248,11 +262,11 @@ def extract_audio(
     path: Path = AUDIO_PATH, batch: str = AUDIO_BATCH, workers: int = AUDIO_WORKERS, root: Path = ROOT
 ) -> None:
     """Audio files -> data/audio/<batch>/: dataset columns, descriptors, per-file errors (no scoring)."""
-    _run(audio_stages.extract_audio, root, source=path.resolve(), batch=batch, workers=workers, progress=True)
+    _run(audio_stage.extract_audio, root, source=path.resolve(), batch=batch, workers=workers, progress=True)
 
 
-# --- discovery: clusters, outliers, similar tracks, playlists (trackflow/discovery_stages.py) ---
-DISCOVERY_PARTS = ("clusters", "outliers", "similar", "playlists", "map", "summary")
+# --- discovery: clusters, outliers, similar tracks, playlists (trackflow/stages/discovery/) ---
+DISCOVERY_PARTS = (*PARTS, "summary")
 
 
 def _discovery_part(value: str | None) -> str | None:
@@ -269,17 +283,15 @@ def discover(
     root: Path = ROOT,
 ) -> None:
     """Discovery stages (what dvc.yaml runs): one --part, or every part and then the summary."""
-    from trackflow import discovery_stages
 
-    _run(discovery_stages.discover, root, part=part, parts=ThreadParts())
+    _run(discover_stage.discover, root, part=part, parts=ThreadParts())
 
 
 @app.command("register-discovery")
 def register_discovery(root: Path = ROOT) -> None:
     """Register clusters, outliers and similar-tracks: challenger always, champion when the gate passes."""
-    from trackflow import discovery_stages
 
-    _run(discovery_stages.register_discovery, root)
+    _run(register_discovery_stage.register_discovery, root)
 
 
 @app.command("run-discovery")
@@ -313,12 +325,9 @@ def similar(
     root: Path = ROOT,
 ) -> None:
     """The tracks nearest QUERY in the audio space, never QUERY itself or other releases of the same song."""
-    from trackflow import discovery_stages
 
     paths = ProjectPaths.at(root)
-    result = _query(
-        lambda: discovery_stages.find_similar(paths, stages.params_for(paths), query, k, genre_weight)
-    )
+    result = _query(lambda: find_similar(paths, params_for(paths), query, k, genre_weight))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -349,13 +358,10 @@ def playlist(
     root: Path = ROOT,
 ) -> None:
     """A playlist from seed tracks or target preferences, ordered for smooth tempo and key transitions."""
-    from trackflow import discovery_stages
 
     paths = ProjectPaths.at(root)
     result = _query(
-        lambda: discovery_stages.make_playlist(
-            paths, stages.params_for(paths), list(seed or []), list(target or []), n, genre_weight
-        )
+        lambda: make_playlist(paths, params_for(paths), list(seed or []), list(target or []), n, genre_weight)
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -385,7 +391,7 @@ def dvc_yaml(
     root: Path = ROOT,
 ) -> None:
     """Write dvc.yaml from the pipeline definition (trackflow/pipeline.py), code and config deps included."""
-    from trackflow.pipeline import check_definition, render_dvc_yaml
+    from trackflow.dependencies import check_definition, render_dvc_yaml
 
     paths = ProjectPaths.at(root)
     check_definition()

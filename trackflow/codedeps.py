@@ -166,7 +166,10 @@ def _defined_names(statement: ast.stmt) -> list[str]:
 
 
 def _is_docstring(statement: ast.stmt) -> bool:
-    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+    """A statement that does nothing when the module is imported: a docstring or `pass`."""
+    return isinstance(statement, ast.Pass) or (
+        isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+    )
 
 
 def _chain(node: ast.expr) -> list[str] | None:

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 
-PROCESS_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+PROCESS_ENVIRONMENT = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    # Plots are files, never windows: matplotlib reads its backend when it is first imported.
+    "MPLBACKEND": "Agg",
+}
 
 
 def configure_process() -> dict[str, str]:

@@ -11,7 +11,6 @@ to do until an input changes; any other run leaves dvc.lock alone and its summar
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import subprocess
@@ -23,22 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from components import registry
-from components.params import Params, ParamsError, load_params
-from trackflow import stages
+from components.params import Params
+from components.schema import PROTOCOLS
+from trackflow.config import ParamsError, load_params
+from trackflow.dependencies import inputs_fingerprint, render_dvc_yaml, stage_deps
 from trackflow.parts import PARALLEL_PARTS, PartFunction, PartOutcome, Parts, ThreadParts
 from trackflow.paths import ProjectPaths
-from trackflow.pipeline import (
-    CODE_ROOT,
-    DISCOVERY,
-    DISCOVERY_PREREQUISITES,
-    STAGES,
-    TRAINING,
-    Stage,
-    inputs_fingerprint,
-    render_dvc_yaml,
-    stage_deps,
-)
+from trackflow.pipeline import CODE_ROOT, DISCOVERY, DISCOVERY_PREREQUISITES, STAGES, TRAINING, Stage
+from trackflow.stages.data import fetch_data
+from trackflow.tracking import Tracker
 
 log = logging.getLogger("trackflow")
 
@@ -49,7 +41,6 @@ class RunParams:
     """The parameters of one run: params.yaml as loaded once, with any override a caller asked for."""
 
     params: Params
-    params_sha256: str  # of params.yaml as it was read
     overrides: tuple[str, ...] = ()  # what differs from params.yaml, in words
 
 
@@ -57,7 +48,6 @@ def load_run_params(paths: ProjectPaths, profile: str | None = None) -> RunParam
     """params.yaml, validated, with `--profile` applied; a profile the file lacks is a ParamsError."""
     if not paths.params.is_file():
         raise ParamsError(f"{paths.params}: parameters file not found (run from the repository root)")
-    raw = paths.params.read_bytes()
     params = load_params(paths.params)
     overrides: list[str] = []
     if profile is not None and profile != params.train.profile:
@@ -67,7 +57,7 @@ def load_run_params(paths: ProjectPaths, profile: str | None = None) -> RunParam
             )
         overrides.append(f"tuning profile {profile!r} instead of params.yaml's {params.train.profile!r}")
         params = params.model_copy(update={"train": params.train.model_copy(update={"profile": profile})})
-    return RunParams(params, hashlib.sha256(raw).hexdigest(), tuple(overrides))
+    return RunParams(params, tuple(overrides))
 
 
 # --- how stages and parts run ------------------------------------------------------------------------------
@@ -171,13 +161,13 @@ class PipelineRun:
 
     def __enter__(self) -> PipelineRun:
         self._fingerprint = inputs_fingerprint(self.paths.root)
-        client, experiment_id = stages.mlflow_client(self.paths, self.params)
-        self._client = client
-        self.parent_run_id = registry.start_run(client, experiment_id, self.name, tags=self.tags)
+        self._tracked = Tracker.for_project(self.paths, self.params).run(self.name, tags=self.tags)
+        self.parent_run_id = self._tracked.__enter__().id
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
-        self._client.set_terminated(self.parent_run_id, "FAILED" if exc_type else "FINISHED")
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
+        # The parent MLflow run ends FAILED when a stage raised, FINISHED otherwise (tracking.Tracker.run).
+        return self._tracked.__exit__(exc_type, exc, traceback)
 
     def stage(self, stage: Stage, task: str | None = None) -> dict[str, Any]:
         accepts = inspect.signature(stage.function).parameters
@@ -278,7 +268,7 @@ def run_training(
     with run:
         result["mlflow_parent_run_id"] = run.parent_run_id
         if fetch:
-            result["fetch"] = backend.stage("fetch_data", lambda: stages.fetch_data(paths, params), False)
+            result["fetch"] = backend.stage("fetch_data", lambda: fetch_data(paths, params), False)
         for stage, task in TRAINING.plan(params.train.tasks):
             outcome = run.stage(stage, task)
             if task is None:
@@ -357,7 +347,7 @@ def format_training_summary(result: dict[str, Any]) -> str:
         metrics, registered = outcome["evaluate"], outcome["register"]
         gate = registered["gate_metric"]
         main = metrics["main_protocol"]
-        other = next(p for p in ("artist", "track") if p != main)
+        other = next(p for p in PROTOCOLS if p != main)
         selected = metrics["selected"]
         main_score, other_score = metrics[main][selected][gate], metrics[other][selected][gate]
         failed = ", ".join(outcome["failed"]) or "none"

@@ -1,0 +1,166 @@
+"""The data stages: fetch the raw file, ingest it, the validation gate, the per-track table, the grouped
+holdouts; and the feature ablation, run on demand (`trackflow ablation`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from components.baseline import fit_baseline, predict_baseline
+from components.evaluation import regression_metrics
+from components.ingest import ingest_csv
+from components.io import read_json, write_json, write_parquet, write_text
+from components.params import Params
+from components.schema import PROTOCOLS, TARGET
+from components.split import make_splits, split_frames
+from components.tracks import collapse_to_tracks
+from components.validation import DataValidationError, validate_tracks
+from trackflow import acquire
+from trackflow.config import load_suite
+from trackflow.paths import ProjectPaths
+from trackflow.stages.common import log
+from trackflow.tracking import Tracker
+
+
+def fetch_data(paths: ProjectPaths, params: Params, tracks_csv: str | None = None) -> dict[str, Any]:
+    local = tracks_csv if tracks_csv is not None else os.environ.get(acquire.TRACKS_CSV_ENV)
+    result = acquire.acquire_dataset(
+        paths.raw_csv,
+        local_source=Path(local).expanduser().resolve() if local else None,
+        url=params.fetch.url,
+        timeout_s=params.fetch.timeout_s,
+        expected_sha256=params.fetch.expected_sha256,
+    )
+    summary = {
+        "path": str(paths.raw_csv.relative_to(paths.root)),
+        "source": result.source,
+        "sha256": result.sha256,
+        "size_bytes": result.size_bytes,
+        "matches_published_sha256": result.matches_expected,
+    }
+    if result.matches_expected is False:
+        log.warning("raw file differs from the published dataset.csv (sha256 %s)", result.sha256)
+    write_json(summary, paths.raw_meta)
+    return summary
+
+
+def ingest(paths: ProjectPaths, params: Params) -> dict[str, Any]:
+    if not paths.raw_csv.is_file():
+        raise FileNotFoundError(f"{paths.raw_csv}: no raw data; run `trackflow fetch-data` (make data) first")
+    result = ingest_csv(paths.raw_csv)
+    write_parquet(result.frame, paths.interim_tracks)
+    summary = {
+        "rows": result.rows,
+        "content_hash": result.content_hash,
+        "columns_in_file": result.columns_in_file,
+        "unparseable_values": result.unparseable_values,
+    }
+    write_json(summary, paths.ingest_meta)
+    return summary
+
+
+def _log_validation(
+    paths: ProjectPaths,
+    params: Params,
+    summary: dict[str, Any],
+    report: Path | None,
+    parent_run_id: str | None,
+    passed: bool,
+) -> str:
+    tracker = Tracker.for_project(paths, params)
+    with tracker.run("validate", parent_run_id, {"stage": "validate"}) as run:
+        numeric = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        tracker.log(run.id, metrics=numeric)
+        if report is not None:
+            tracker.client.log_artifact(run.id, str(report), "validation")
+        # A rejected batch is a failed validation run, with its report: the gate did its job.
+        run.status = "FINISHED" if passed else "FAILED"
+    return run.id
+
+
+def validate(paths: ProjectPaths, params: Params, parent_run_id: str | None = None) -> dict[str, Any]:
+    frame = pd.read_parquet(paths.interim_tracks)
+    meta = read_json(paths.ingest_meta)
+    suite = load_suite(paths.expectation_suite)
+    report = paths.reports / "validation" / "report.html"
+    try:
+        outcome = validate_tracks(frame, suite, params.validation, columns_in_file=meta["columns_in_file"])
+    except DataValidationError as exc:
+        # A rejected batch still gets its report and its MLflow run, so the user sees every failed
+        # expectation; no output of this or any later stage is touched.
+        if exc.report_html:
+            write_text(exc.report_html, report)
+        summary = {"rows_in": len(frame), "rejected": 1, **(exc.summary or {})}
+        _log_validation(paths, params, summary, report if exc.report_html else None, parent_run_id, False)
+        raise
+    write_text(outcome.report_html, report)
+    # Always written (possibly empty) so that DVC can track it as an output.
+    quarantine = paths.quarantine_dir / "quarantined.parquet"
+    write_parquet(outcome.quarantined, quarantine)
+    if len(outcome.quarantined):
+        log.warning("%d rows quarantined to %s", len(outcome.quarantined), quarantine)
+    write_parquet(outcome.valid, paths.validated_tracks)
+    summary = {**outcome.summary, "quarantine_file": str(quarantine.relative_to(paths.root))}
+    summary["mlflow_run_id"] = _log_validation(paths, params, outcome.summary, report, parent_run_id, True)
+    write_json(summary, paths.validation_summary)
+    return summary
+
+
+def featurize(paths: ProjectPaths, params: Params) -> dict[str, Any]:
+    listings = pd.read_parquet(paths.validated_tracks)
+    tracks, report = collapse_to_tracks(listings, params.featurize.popularity_reconcile)
+    write_parquet(tracks, paths.features)
+    summary = report.as_dict()
+    write_json(summary, paths.featurize_meta)
+    return summary
+
+
+def split(paths: ProjectPaths, params: Params) -> dict[str, Any]:
+    tracks = pd.read_parquet(paths.features)
+    splits = make_splits(tracks, params.split.test_size, params.split.seed)
+    write_parquet(splits, paths.splits)
+    return {protocol: splits[f"split_{protocol}"].value_counts().to_dict() for protocol in PROTOCOLS}
+
+
+ABLATION_ORDER = ("audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target")
+
+
+def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
+    """Add feature groups one at a time and report holdout metrics under both protocols."""
+    tracks = pd.read_parquet(paths.features)
+    splits = pd.read_parquet(paths.splits)
+    rows = []
+    for depth in range(1, len(ABLATION_ORDER) + 1):
+        groups = ABLATION_ORDER[:depth]
+        row: dict[str, Any] = {"groups": "+".join(groups)}
+        for protocol in PROTOCOLS:
+            train_rows, test_rows = split_frames(tracks, splits, protocol)
+            model = fit_baseline(train_rows, params.ablation.lightgbm, params.train.seed, groups)
+            metrics = regression_metrics(
+                test_rows[TARGET].to_numpy("float64"), predict_baseline(model, test_rows)
+            )
+            row.update({f"{protocol}_{k}": v for k, v in metrics.items() if k != "n"})
+        log.info("ablation %s: %s", row["groups"], row)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    header = "| feature groups | artist RMSE | artist MAE | artist R² | track RMSE | track MAE | track R² |"
+    lines = [
+        "# Feature ablation: LightGBM popularity baseline",
+        "",
+        "Groups added one at a time; holdouts grouped by primary artist and by track "
+        f"(seed {params.split.seed}).",
+        "",
+        header,
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['groups']} | {r['artist_rmse']:.3f} | {r['artist_mae']:.3f} | {r['artist_r2']:.3f} "
+            f"| {r['track_rmse']:.3f} | {r['track_mae']:.3f} | {r['track_r2']:.3f} |"
+        )
+    write_text("\n".join(lines) + "\n", paths.reports / "ablation.md")
+    write_json(table.to_dict(orient="records"), paths.reports / "ablation.json")
+    return {"rows": rows}

@@ -1,0 +1,173 @@
+"""Drift monitoring: a scored batch and its predictions against the champions' training rows (Evidently),
+with the report, an MLflow run and the retraining decision."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.drift import (
+    DriftResult,
+    drift_report,
+)
+from components.io import read_json, write_json, write_parquet, write_text
+from components.params import Params
+from components.schema import ROW_NUMBER
+from components.scoring import PREDICTION_COLUMNS, Champion, score_rows
+from components.split import split_frames
+from trackflow.paths import ProjectPaths
+from trackflow.stages.common import git_commit, params_hash
+from trackflow.stages.scoring import ScoringError, _text_chunks, _typed, load_champions, log
+from trackflow.tracking import Tracker
+
+
+def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= limit:
+        return frame
+    return frame.sample(n=limit, random_state=seed).sort_index()
+
+
+def reference_rows(paths: ProjectPaths, params: Params, side: str = "train") -> pd.DataFrame:
+    """The champion's training rows (`side="train"`: the main protocol's train split of the per-track table)
+    or its holdout rows (`side="test"`)."""
+    tracks = pd.read_parquet(paths.features)
+    splits = pd.read_parquet(paths.splits)
+    train, test = split_frames(tracks, splits, params.split.protocol)
+    return train if side == "train" else test
+
+
+def holdout_predictions(paths: ProjectPaths, params: Params, champions: dict[str, Champion]) -> pd.DataFrame:
+    """The champions' predictions on the holdout rows (out of sample, as on a new batch): the reference of
+    prediction drift. Cached per data, protocol and champion versions."""
+    data_hash = read_json(paths.ingest_meta)["content_hash"][:12]
+    versions = "-".join(f"{t}{c.version}" for t, c in sorted(champions.items()))
+    cache = paths.drift_reference_dir / f"holdout-{data_hash}-{params.split.protocol}-{versions}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    holdout = _sample(reference_rows(paths, params, "test"), params.drift.max_rows, params.drift.seed)
+    log.info("scoring %s holdout rows with the champions (cached in %s)", f"{len(holdout):,}", cache)
+    predictions = score_rows(holdout, champions, pd.Timestamp.now("UTC"))
+    columns = [PREDICTION_COLUMNS[t] for t in champions if t in PREDICTION_COLUMNS]
+    frame = predictions[columns + (["is_outlier"] if "is_outlier" in predictions else [])]
+    write_parquet(frame, cache)
+    return frame
+
+
+def latest_scored_batch(paths: ProjectPaths) -> str:
+    summaries = sorted((paths.root / "data" / "predictions").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        raise ScoringError("no scored batch: run batch scoring (`trackflow score`) first")
+    return summaries[-1].stem
+
+
+def batch_with_predictions(paths: ProjectPaths, params: Params, name: str) -> pd.DataFrame:
+    """A scored batch's valid rows joined with their predictions (by source row)."""
+    summary_path = paths.predictions_summary(name)
+    if not summary_path.exists():
+        raise ScoringError(f"batch {name!r} has not been scored (no {summary_path})")
+    summary = read_json(summary_path)
+    source = summary.get("source")
+    if not source or not Path(source).exists():
+        raise ScoringError(f"batch {name!r}: its source file {source} is gone; drift needs the batch rows")
+    # A batch larger than drift.max_rows is sampled chunk by chunk (seeded), so it never sits whole in memory.
+    keep_share = min(1.0, params.drift.max_rows / max(int(summary["rows_in"]), 1))
+    rng = np.random.default_rng(params.drift.seed)
+    kept, first_row = [], 2  # file lines, as when the batch was scored
+    for text in _text_chunks(Path(source), params.score.chunk_rows):
+        typed = _typed(text, first_row)
+        first_row += len(typed)
+        kept.append(typed if keep_share >= 1 else typed[rng.random(len(typed)) < keep_share])
+    rows = pd.concat(kept, ignore_index=True)
+    predictions = pd.read_parquet(paths.predictions(name))
+    wanted = (*PREDICTION_COLUMNS.values(), "is_outlier")
+    columns = [ROW_NUMBER, *(c for c in wanted if c in predictions)]
+    return rows.merge(predictions[columns], on=ROW_NUMBER, how="inner", validate="one_to_one")
+
+
+def _retrain_reason(name: str, result: DriftResult, params: Params) -> str:
+    scores = ", ".join(f"{c.column} {c.method} {c.score:.3f}" for c in result.features if c.drifted)
+    return (
+        f"drift on batch {name}: {len(result.drifted_columns)} of {len(result.features)} input columns "
+        f"drifted (share {result.drift_share:.2f} >= drift.retrain_share {params.drift.retrain_share:g}): "
+        f"{scores}"
+    )
+
+
+def drift_check(
+    paths: ProjectPaths, params: Params, batch: str | None = None, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Drift of a scored batch (default: the latest) and its predictions against the champion's training
+    data: HTML report and JSON summary under reports/drift/, both logged to MLflow. The summary says
+    whether retraining is due (`retrain`) and why (`retrain_reason`); the flow acts on it."""
+    name = batch or latest_scored_batch(paths)
+    champions = load_champions(paths, params)
+    started = time.perf_counter()
+    current = batch_with_predictions(paths, params, name)
+    reference = _sample(reference_rows(paths, params), params.drift.max_rows, params.drift.seed)
+    holdout = holdout_predictions(paths, params, champions)
+    result = drift_report(
+        reference, current, prediction_reference=holdout, drift_share=params.drift.drift_share
+    )
+    # The outlier model's flag rate on the batch beside its rate on the holdout: a jump means odd or broken
+    # tracks (bad metadata, silence, clips) rather than a shift in taste.
+    outliers = {}
+    if "is_outlier" in current and "is_outlier" in holdout:
+        outliers = {
+            "outlier_share": float(current["is_outlier"].mean()),
+            "reference_outlier_share": float(holdout["is_outlier"].mean()),
+        }
+    seconds = time.perf_counter() - started
+    retrain = result.drift_share >= params.drift.retrain_share
+    summary = {
+        "batch": name,
+        **result.summary(),
+        "dataset_drift": result.drift_share >= params.drift.drift_share,
+        **outliers,
+        "retrain_share": params.drift.retrain_share,
+        "retrain": retrain,
+        "retrain_reason": _retrain_reason(name, result, params) if retrain else None,
+        "champions": {t: c.version for t, c in champions.items()},
+        "seconds": round(seconds, 3),
+        "report_path": str(paths.drift_report(name)),
+    }
+    write_text(result.html, paths.drift_report(name))
+    predictions_report = paths.drift_report(name).with_suffix(".predictions.html")
+    if result.predictions_html is not None:
+        write_text(result.predictions_html, predictions_report)
+        summary["predictions_report_path"] = str(predictions_report)
+    write_json(summary, paths.drift_summary(name))
+
+    tracker = Tracker.for_project(paths, params)
+    tags = {
+        "stage": "drift",
+        "batch": name,
+        "params_hash": params_hash(params),
+        "git_commit": git_commit(paths.root),
+        "drift_detected": str(result.drift_detected),
+        "retrain": str(retrain),
+    }
+    with tracker.run(f"drift-{name}", parent_run_id, tags) as run:
+        metrics = {"drift_share": result.drift_share, "drifted_columns": float(len(result.drifted_columns))}
+        metrics |= outliers
+        metrics |= {f"drift_score_{c.column}": c.score for c in (*result.features, *result.predictions)}
+        tracker.log(run.id, params={"batch": name, "rows": len(current)}, metrics=metrics)
+        tracker.client.log_artifact(run.id, str(paths.drift_report(name)), "drift")
+        tracker.client.log_artifact(run.id, str(paths.drift_summary(name)), "drift")
+        if result.predictions_html is not None:
+            tracker.client.log_artifact(run.id, str(predictions_report), "drift")
+    run_id = run.id
+    summary["mlflow_run_id"] = run_id
+    log.info(
+        "%s: drift share %.2f (%s), prediction drift %s, %.1f s; retrain: %s",
+        name,
+        result.drift_share,
+        ", ".join(result.drifted_columns) or "no column drifted",
+        summary["drifted_predictions"] or "none",
+        seconds,
+        retrain,
+    )
+    return summary

@@ -1,0 +1,80 @@
+"""The evaluate stage: every fitted family (and the blend) on the untouched holdout of each protocol;
+metrics/<task>.json, the comparison table and the selected model's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+
+from components import task_report
+from components.io import atomic_path, read_json, write_json, write_text
+from components.params import Params
+from components.task_model import TaskModel
+from components.tasks import TASK_SPECS, TaskData, TaskName
+from trackflow.paths import ProjectPaths
+from trackflow.stages.training import load_tables, protocols, rounded, task_rows
+
+
+def _write_figures(figures: list[tuple[str, Any]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, figure in figures:
+        figure.tight_layout()
+        with atomic_path(folder / name, ".png") as tmp:
+            figure.savefig(tmp, dpi=100, format="png")
+        plt.close(figure)
+
+
+def _report_selected(
+    task: TaskName, data: TaskData, output: np.ndarray, model: TaskModel, classes: Any, folder: Path
+) -> None:
+    """The selected model's holdout figures and table, as the task's spec draws them."""
+    spec = TASK_SPECS[task]
+    figures = spec.figures(data, output, classes)
+    importance = task_report.feature_importance(model.estimator)
+    if importance is not None:
+        figures.append(("feature_importance.png", task_report.importance_figure(importance, model.family)))
+    _write_figures(figures, folder)
+    table = spec.table(data, output, classes)
+    if table is not None:
+        name, frame = table
+        write_text(frame.to_markdown(index=False), folder / name)
+
+
+def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
+    """Every fitted family (and the blend) on the untouched holdout of each protocol."""
+    tracks, splits = load_tables(paths)
+    classes = TASK_SPECS[task].classes(tracks)
+    selection = read_json(paths.task_models(task) / "selection.json")
+    main = params.split.protocol
+    metrics: dict[str, Any] = {
+        "main_protocol": main,
+        "selected": selection["selected"],
+        "cv_scores": selection["cv_scores"],
+        "tuning": selection.get("studies", {}),
+    }
+    if "blend" in selection:
+        # The blend and its members were compared on the same folds without early stopping: show those scores.
+        metrics["cv_scores"] = {**metrics["cv_scores"], **selection["blend"]["cv_scores"]}
+    spec = TASK_SPECS[task]
+    for protocol in protocols(params):
+        data = task_rows(tracks, splits, params, task, protocol, "test")
+        metrics[protocol] = {}
+        for folder in sorted((paths.task_models(task) / protocol).iterdir()):
+            model: TaskModel = mlflow.sklearn.load_model(str(folder))
+            output = spec.output(model, data.inputs)
+            metrics[protocol][folder.name] = spec.metrics(data, output, classes, params.evaluate)
+            if protocol == main and folder.name == selection["selected"]:
+                _report_selected(task, data, output, model, classes, paths.reports / task)
+    # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
+    write_json(rounded(metrics), paths.task_metrics(task))
+    first_family = next(iter(metrics[main].values()))
+    comparison = task_report.comparison_markdown(
+        task, metrics, TASK_SPECS[task].report_metrics(first_family), protocols(params)
+    )
+    write_text(comparison, paths.reports / task / "comparison.md")
+    return rounded(metrics)

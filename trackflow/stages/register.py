@@ -1,0 +1,95 @@
+"""The register stage: the selected model as a new MLflow model version behind the champion gate
+(trackflow/tracking.py), judged on the main holdout through the pyfunc, as scoring calls it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+
+from components.io import read_json, write_json
+from components.params import Params
+from components.schema import PROTOCOLS
+from components.scoring import conform_to_signature
+from components.task_model import TaskModel
+from components.tasks import TASK_SPECS, TaskName
+from trackflow.paths import ProjectPaths
+from trackflow.stages.common import git_commit, params_hash
+from trackflow.stages.training import load_tables, task_rows
+from trackflow.tracking import Gate, Tracker, register_behind_gate
+
+
+def register_task(
+    paths: ProjectPaths, params: Params, task: TaskName, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Register the selected model as `task`: challenger always; champion only when it beats the champion."""
+    spec = TASK_SPECS[task]
+    main = params.split.protocol
+    metrics = read_json(paths.task_metrics(task))
+    selected = metrics["selected"]
+    challenger_metrics = metrics[main][selected]
+    model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(task) / main / selected))
+    tracks, splits = load_tables(paths)
+    holdout = task_rows(tracks, splits, params, task, main, "test")
+
+    tracker = Tracker.for_project(paths, params)
+    data_hash = read_json(paths.ingest_meta)["content_hash"]
+    tags = {
+        "task": task,
+        "family": selected,
+        "data_hash": data_hash,
+        "params_hash": params_hash(params),
+        "git_commit": git_commit(paths.root),
+        "protocol": main,
+        **{f"holdout_{k}": f"{v:.4f}" for k, v in challenger_metrics.items() if isinstance(v, float)},
+    }
+    with tracker.run(f"train-{task}", parent_run_id, {"stage": "register", **tags}) as run:
+        flat = {
+            f"holdout_{p}_{fam}_{k}": v
+            for p in PROTOCOLS
+            for fam, m in metrics[p].items()
+            for k, v in m.items()
+            if isinstance(v, int | float) and np.isfinite(v)
+        }
+        tracker.log(
+            run.id,
+            params={
+                "selected_family": selected,
+                "feature_groups": ",".join(params.train.feature_groups),
+                "profile": params.train.profile,
+                "seed": params.train.seed,
+            },
+            metrics=flat,
+        )
+        comparison = pd.DataFrame(
+            [{"protocol": p, "family": fam, **m} for p in PROTOCOLS for fam, m in metrics[p].items()]
+        )
+        tracker.client.log_table(run.id, data=comparison, artifact_file="comparison_table.json")
+        for artifact in (paths.task_metrics(task), paths.task_models(task) / "selection.json"):
+            tracker.client.log_artifact(run.id, str(artifact), "pipeline")
+        if (paths.reports / task).is_dir():
+            tracker.client.log_artifacts(run.id, str(paths.reports / task), "reports")
+
+        # Challenger and champion are judged on today's holdout rows through the same pyfunc contract (what
+        # scoring calls), so a champion logged by an older version of this code is still comparable.
+        def score_champion(champion: Any) -> float:
+            return spec.gate_score(holdout, champion.predict(conform_to_signature(holdout.inputs, champion)))
+
+        summary = register_behind_gate(
+            tracker,
+            run.id,
+            name=task,
+            description=spec.description,
+            model=model,
+            input_example=holdout.inputs.head(5),
+            tags=tags,
+            gate=Gate(spec.gate_metric, spec.lower_is_better, params.registry.promotion_margin[task]),
+            challenger_score=spec.gate_score(holdout, model.predict(holdout.inputs)),
+            score_champion=score_champion,
+        )
+    summary = {**summary, "family": selected}
+    write_json(summary, paths.task_registration(task))
+    return summary

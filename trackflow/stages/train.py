@@ -1,0 +1,319 @@
+"""The train stage: every tuned family refitted on both protocols' training rows with the iteration count
+early stopping found, the selection by cross-validation (or the blend of the best two), the study plots.
+The holdout plays no part here."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from optuna.visualization import matplotlib as optuna_plots
+
+from components.families import FAMILIES, resolve_device
+from components.io import atomic_dir, atomic_path, read_json, write_json
+from components.params import Params
+from components.selection import BLEND, keeps_blend, rank_by_cv
+from components.task_model import BlendModel, TaskModel
+from components.tasks import TASK_SPECS, TaskData, TaskName
+from components.tuning import (
+    RefitPlan,
+    fit_final,
+    grouped_folds,
+    plan_refit,
+    predict_output,
+    score_output,
+    stopped_early,
+)
+from trackflow.paths import ProjectPaths
+from trackflow.stages.training import (
+    TrainingError,
+    featurizer_factory,
+    load_tables,
+    log,
+    protocols,
+    rows_fingerprint,
+    task_rows,
+)
+from trackflow.tracking import Tracker, save_sklearn_model
+
+
+def _oof_outputs(
+    paths: ProjectPaths, task: TaskName, entry: dict[str, Any], data: TaskData
+) -> np.ndarray | None:
+    """A finalist's out-of-fold outputs from its best tuning trial, when they are for exactly these rows."""
+    name = entry.get("oof_file")
+    if not name or entry.get("oof_rows_sha256") != rows_fingerprint(data):
+        return None
+    path = paths.tuning(task) / name
+    if not path.is_file():
+        return None
+    output = np.load(path)
+    return output if len(output) == len(data.y) and not np.isnan(output).any() else None
+
+
+def cv_blend(
+    paths: ProjectPaths,
+    params: Params,
+    task: TaskName,
+    data: TaskData,
+    finalists: list[dict[str, Any]],
+    n_classes: int | None,
+) -> tuple[dict[str, float], str]:
+    """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
+    criterion as tuning (RMSE or log-loss; lower is better), and where the members' outputs came from.
+
+    The tuning stage saved each family's out-of-fold outputs of its best trial: the blend is scored on those,
+    with no fit. When one is missing (a study resumed from an earlier process), the finalists are refitted on
+    each fold with the iteration count early stopping kept on that fold in their best trial, which gives the
+    same outputs."""
+
+    kind = TASK_SPECS[task].kind
+    folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
+    totals: dict[str, list[float]] = {}
+    saved = [_oof_outputs(paths, task, finalist, data) for finalist in finalists]
+    reuse = all(output is not None for output in saved)
+    device = None if reuse else resolve_device(params.train.device)
+    for k, (fold_train, fold_valid) in enumerate(folds):
+        if reuse:
+            outputs = [output[fold_valid] for output in saved]
+        else:
+            fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
+            valid_inputs = data.inputs.iloc[fold_valid]
+            outputs = []
+            for finalist in finalists:
+                family = FAMILIES[finalist["family"]]
+                member = fit_final(
+                    family,
+                    kind,
+                    _fold_params(finalist, family.iterations_param, k, len(folds)),
+                    fold_inputs,
+                    data.y[fold_train],
+                    featurizer_factory(params, task, family.extra_feature_groups),
+                    params.train.seed,
+                    device,
+                    n_classes=n_classes,
+                )
+                outputs.append(predict_output(kind, member, valid_inputs))
+        valid_y = data.y[fold_valid]
+        for finalist, output in zip(finalists, outputs, strict=True):
+            totals.setdefault(finalist["family"], []).append(score_output(kind, output, valid_y, n_classes))
+        blended = BlendModel.combine(outputs)
+        totals.setdefault(BLEND, []).append(score_output(kind, blended, valid_y, n_classes))
+    source = "tuning out-of-fold outputs" if reuse else "refit on the tuning folds"
+    return {name: float(np.mean(values)) for name, values in totals.items()}, source
+
+
+def study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Optimisation history and parameter importances of one study, as PNG files."""
+
+    study = optuna.load_study(study_name=summary["study_name"], storage=summary["storage"])
+    written = []
+    for name, plot in (
+        ("history", optuna_plots.plot_optimization_history),
+        ("importance", optuna_plots.plot_param_importances),
+    ):
+        try:
+            # Optuna marks its matplotlib plots experimental and warns on every call: one line per plot
+            # in the flow's log, saying nothing about this run.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = plot(study)
+        except Exception as exc:  # importances need >= 2 completed trials with varying params
+            log.info("no %s plot for %s: %s", name, summary["study_name"], exc)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        target = folder / f"{summary['family']}_{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target, ".png") as tmp:
+            figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+        plt.close(figure)
+        written.append(target)
+    return written
+
+
+def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
+    """Fit each tuned family on the training rows of both protocols; pick the CV winner (or the blend)."""
+
+    tuned = [
+        read_json(p)
+        for p in sorted(paths.tuning(task).glob("*.json"))
+        if not p.name.endswith(".failed.json") and read_json(p)["family"] in params.train.families
+    ]
+    if not tuned:
+        raise TrainingError(f"no tuned family for task {task}: run `trackflow tune --task {task}` first")
+    kind = TASK_SPECS[task].kind
+    tracks, splits = load_tables(paths)
+    spec = TASK_SPECS[task]
+    classes = spec.classes(tracks)
+    n_classes = spec.n_classes(classes)
+    device = resolve_device(params.train.device)
+    profile = params.train.tuning
+    ranked = rank_by_cv(tuned)
+    selection: dict[str, Any] = {
+        "task": task,
+        "cv_scores": {t["family"]: t["cv_score"] for t in ranked},
+        "cv_direction": ranked[0]["direction"],
+        "selected": ranked[0]["family"],
+        # How each study ended: the metrics carry it, so a result cut short by the safety net says so.
+        "studies": {
+            t["family"]: {
+                key: t.get(key)
+                for key in ("n_trials", "n_complete", "n_pruned", "n_failed", "stopped_by", "timeout_s")
+            }
+            for t in ranked
+        },
+    }
+    main_rows = task_rows(tracks, splits, params, task, params.split.protocol, "train").sample(
+        profile.max_train_rows, params.train.seed
+    )
+    weights = spec.sample_weights(main_rows.y, params.train.balanced_weights)
+    plans = {
+        entry["family"]: _refit_plan(params, task, entry, main_rows, weights, n_classes, device)
+        for entry in ranked
+    }
+    selection["refit_iterations"] = {
+        name: {
+            "param": plan.iterations_param,
+            "tuned_ceiling": next(e for e in ranked if e["family"] == name)["best_params"].get(
+                plan.iterations_param
+            ),
+            "kept_on_inner_split": plan.kept_on_inner,
+            "inner_rows": plan.inner_rows,
+            "validation_rows": plan.validation_rows,
+        }
+        for name, plan in plans.items()
+        if plan.kept_on_inner is not None
+    }
+    if params.train.blend and len(ranked) >= 2:
+        tune_rows = task_rows(tracks, splits, params, task, params.split.protocol, "train").sample(
+            profile.max_tune_rows, params.train.seed
+        )
+        blend_scores, blend_source = cv_blend(paths, params, task, tune_rows, ranked[:2], n_classes)
+        members = [t["family"] for t in ranked[:2]]
+        selection["blend"] = {"members": members, "cv_scores": blend_scores, "scored_on": blend_source}
+        if keeps_blend(blend_scores, members):
+            selection["selected"] = BLEND
+    fit_seconds: dict[str, dict[str, float]] = {}
+    final_iterations: dict[str, dict[str, int]] = {}
+    train_rows: dict[str, int] = {}
+    with atomic_dir(paths.task_models(task)) as staging:
+        for protocol in protocols(params):
+            data = (
+                main_rows
+                if protocol == params.split.protocol
+                else task_rows(tracks, splits, params, task, protocol, "train").sample(
+                    profile.max_train_rows, params.train.seed
+                )
+            )
+            train_rows[protocol] = len(data.y)
+            weights = spec.sample_weights(data.y, params.train.balanced_weights)
+            fitted = {}
+            for entry in ranked:
+                family = FAMILIES[entry["family"]]
+                fit_params = plans[entry["family"]].for_rows(len(data.y))
+                if family.iterations_param is not None:
+                    final_iterations.setdefault(protocol, {})[entry["family"]] = fit_params.get(
+                        family.iterations_param
+                    )
+                started = time.perf_counter()
+                pipeline = fit_final(
+                    family,
+                    kind,
+                    fit_params,
+                    data.inputs,
+                    data.y,
+                    featurizer_factory(params, task, family.extra_feature_groups),
+                    params.train.seed,
+                    device,
+                    n_classes=n_classes,
+                    sample_weight=weights,
+                )
+                fit_seconds.setdefault(protocol, {})[entry["family"]] = round(
+                    time.perf_counter() - started, 2
+                )
+                fitted[entry["family"]] = pipeline
+                _save(
+                    TaskModel(task, pipeline, classes, entry["family"]),
+                    staging / protocol / entry["family"],
+                    data,
+                )
+            if "blend" in selection:
+                members = [fitted[name] for name in selection["blend"]["members"]]
+                blend = TaskModel(task, BlendModel(members, kind), classes, BLEND)
+                _save(blend, staging / protocol / BLEND, data)
+        selection["fit_seconds"] = fit_seconds
+        selection["final_iterations"] = final_iterations
+        selection["train_rows"] = train_rows
+        write_json(selection, staging / "selection.json")
+    plots = paths.reports / task / "tuning"
+    plots.mkdir(parents=True, exist_ok=True)  # a DVC output, even when a study is too small to plot
+    client = Tracker.for_project(paths, params).client
+    for entry in tuned:
+        # The study's plots belong to the study's MLflow run, beside its best params.
+        for plot in study_plots(entry, plots):
+            client.log_artifact(entry["mlflow_run_id"], str(plot), "study")
+    return selection
+
+
+def _fold_params(finalist: dict[str, Any], key: str | None, fold: int, n_folds: int) -> dict[str, Any]:
+    """A finalist's params on CV fold `fold`: its tuned params with the count early stopping kept on that
+    fold (the blend CV uses the tuning folds). A count scaled from the final fit's would not do: a fold has
+    a fifth of its rows, and an MLP on fewer rows needs more epochs, not fewer."""
+    kept = finalist.get("cv_kept_iterations")
+    if key is None or not kept or len(kept) != n_folds:
+        return dict(finalist["best_params"])
+    return {**finalist["best_params"], key: int(kept[fold])}
+
+
+def _refit_plan(
+    params: Params,
+    task: TaskName,
+    entry: dict[str, Any],
+    data: TaskData,
+    weights: np.ndarray | None,
+    n_classes: int | None,
+    device: str,
+) -> RefitPlan:
+    """The iteration count of one family's final fits, found once on the main protocol's training rows.
+    Skipped (the tuned count stands) when early stopping cut no CV fold of the best trial short: an
+    early-stopping fit would only run to the ceiling again."""
+
+    family = FAMILIES[entry["family"]]
+    ceiling = entry["best_params"].get(family.iterations_param) if family.iterations_param else None
+    if not stopped_early(entry.get("cv_kept_iterations"), ceiling):
+        return RefitPlan(params=dict(entry["best_params"]))
+    started = time.perf_counter()
+    plan = plan_refit(
+        family,
+        TASK_SPECS[task].kind,
+        entry["best_params"],
+        data.inputs,
+        data.y,
+        data.groups,
+        featurizer_factory(params, task, family.extra_feature_groups),
+        params.train.seed,
+        device,
+        params.train.refit_validation_share,
+        n_classes=n_classes,
+        sample_weight=weights,
+    )
+    log.info(
+        "%s/%s: early stopping kept %s of %s %s on %s rows (%.1f s)",
+        task,
+        family.name,
+        plan.kept_on_inner,
+        ceiling,
+        family.iterations_param,
+        f"{plan.inner_rows:,}",
+        time.perf_counter() - started,
+    )
+    return plan
+
+
+def _save(model: TaskModel, target: Path, data: TaskData) -> None:
+    save_sklearn_model(model, target, data.inputs.head(5))
