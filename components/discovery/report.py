@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from components.discovery import PARTS
 from components.discovery.similarity import SimilarityIndex
@@ -164,3 +166,16 @@ def summary_markdown(parts: dict[str, Any], scan: list[dict[str, Any]]) -> str:
         "- ![map](map.png)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def k_scan_figure(scan: pd.DataFrame, k: int) -> Figure:
+    """Silhouette and Davies-Bouldin for every k of the scan, the chosen k marked."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(scan["k"], scan["silhouette_sample"], "o-")
+    axes[0].set(xlabel="k", ylabel="silhouette (seeded sample)", title="Silhouette (higher is better)")
+    axes[1].plot(scan["k"], scan["davies_bouldin"], "o-", color="darkorange")
+    axes[1].set(xlabel="k", ylabel="Davies-Bouldin", title="Davies-Bouldin (lower is better)")
+    for ax in axes:
+        ax.axvline(k, color="grey", ls="--", lw=1)
+    figure.tight_layout()
+    return figure

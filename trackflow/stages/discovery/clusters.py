@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -17,7 +15,7 @@ from components.discovery.clusters import (
     k_scan,
     random_agreement,
 )
-from components.discovery.report import clusters_markdown
+from components.discovery.report import clusters_markdown, k_scan_figure
 from components.discovery.space import genre_sets
 from components.io import atomic_dir, write_json, write_text
 from components.params import Params
@@ -105,21 +103,9 @@ def discover_clusters(paths: ProjectPaths, params: Params) -> dict[str, Any]:
         write_json(round_floats(density_profiles), staging / "density_profiles.json")
         write_json(round_floats(scan.to_dict(orient="records")), staging / "k_scan.json")
         write_json(round_floats(metrics), staging / "metrics.json")
-    _k_scan_plot(scan, cp.k, paths.discovery_reports / "k_scan.png")
+    save_figure(k_scan_figure(scan, cp.k), paths.discovery_reports / "k_scan.png")
     write_text(
         clusters_markdown(profiles, density_profiles, scan, metrics), paths.discovery_reports / "clusters.md"
     )
     log.info("clusters: %s", round_floats(metrics))
     return round_floats(metrics)
-
-
-def _k_scan_plot(scan: pd.DataFrame, k: int, target: Path) -> Path:
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(scan["k"], scan["silhouette_sample"], "o-")
-    axes[0].set(xlabel="k", ylabel="silhouette (seeded sample)", title="Silhouette (higher is better)")
-    axes[1].plot(scan["k"], scan["davies_bouldin"], "o-", color="darkorange")
-    axes[1].set(xlabel="k", ylabel="Davies-Bouldin", title="Davies-Bouldin (lower is better)")
-    for ax in axes:
-        ax.axvline(k, color="grey", ls="--", lw=1)
-    figure.tight_layout()
-    return save_figure(figure, target)
