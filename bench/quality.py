@@ -13,10 +13,11 @@ import yaml
 
 from bench.format import number, table
 from bench.harness import BenchError, Context, read_results, say
+from components.schema import PROTOCOLS
 
 TASKS = ("popularity", "genre", "hit")
 LEAK_VALUES = (True, False, "likely")
-COMPARABLE = ("artist", "track", "none")
+COMPARABLE = (*PROTOCOLS, "none")
 REQUIRED = ("id", "task", "title", "url", "model", "quote", "metrics", "protocol", "leaks", "leak_reasons")
 
 
@@ -164,7 +165,7 @@ def render(data: Mapping[str, Any]) -> list[str]:
     for task, task_metrics in metrics.items():
         keys = QUALITY_METRICS.get(task, ())
         selected = task_metrics["selected"]
-        for protocol in ("artist", "track"):
+        for protocol in PROTOCOLS:
             if protocol not in task_metrics:
                 continue
             families = task_metrics[protocol]
@@ -195,11 +196,7 @@ def published(data: Mapping[str, Any]) -> list[str]:
         for name, value in entry["metrics"].items():
             unit = "%" if entry.get("unit") == "percent" else ""
             theirs.append(f"{name} {value:g}{unit}")
-            if (
-                name in PUBLISHED_TO_OURS
-                and task_metrics
-                and entry.get("comparable_to") in ("artist", "track")
-            ):
+            if name in PUBLISHED_TO_OURS and task_metrics and entry.get("comparable_to") in PROTOCOLS:
                 key, convert, note = PUBLISHED_TO_OURS[name]
                 selected = task_metrics["selected"]
                 parts = []
