@@ -43,7 +43,7 @@ def format_summary(result: dict[str, Any]) -> str:
 
 @flow(name="discovery", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_PARTS))
 def discovery(root: str = ".") -> dict[str, Any]:
-    paths = ProjectPaths.at(root)
+    paths = ProjectPaths.project(root)  # a root from the Prefect UI must be a trackflow project
     result = run_discovery(
         paths, load_run_params(paths), PrefectBackend(), runner="prefect", logger=get_run_logger()
     )

@@ -12,9 +12,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
+from flows.artifacts import DRIFT_KEY, drift_markdown, publish
 from flows.schedules import deployment_exists, retrain_deployment
 from flows.training import training
-from trackflow.paths import ProjectPaths
+from trackflow.paths import ProjectPaths, checked_name
 from trackflow.stages import drift as drift_stage
 from trackflow.stages.common import params_for
 
@@ -49,7 +50,9 @@ def drift_monitoring(
 ) -> dict[str, Any]:
     """`retrain` overrides params.yaml drift.retrain (None: use params)."""
     logger = get_run_logger()
-    paths = ProjectPaths.at(root)
+    paths = ProjectPaths.project(root)  # a root from the Prefect UI must be a trackflow project
+    if batch is not None:
+        checked_name("batch", batch)  # before any file is touched
     params = params_for(paths)  # once: every task gets this frozen object
     summary = drift_check_task(root, params, batch)
     drifted = ", ".join(summary["drifted_columns"]) or "none"
@@ -64,6 +67,7 @@ def drift_monitoring(
         summary["retraining"] = trigger_retraining(root, summary["retrain_reason"])
     elif summary["retrain"]:
         logger.warning("retraining is due but disabled: %s", summary["retrain_reason"])
+    publish(DRIFT_KEY, drift_markdown(summary), f"drift of {summary['batch']} and the retraining decision")
     return summary
 
 

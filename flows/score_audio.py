@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
-from trackflow.paths import ProjectPaths
+from trackflow.paths import ProjectPaths, checked_name
 from trackflow.stages import audio as audio_stage
 from trackflow.stages.common import params_for
 
@@ -39,7 +39,10 @@ def score_audio(
 ) -> dict[str, Any]:
     """Extract the features of the audio files in `source`, then score them with the champions."""
     logger = get_run_logger()
-    params = params_for(ProjectPaths.at(root))  # once: both tasks get this frozen object
+    paths = ProjectPaths.project(root)  # a root from the Prefect UI must be a trackflow project
+    if batch is not None:
+        checked_name("batch", batch)  # before any file is touched
+    params = params_for(paths)  # once: both tasks get this frozen object
     extracted = extract_audio_task(root, params, source, batch, workers, progress)
     logger.info(
         "%s: %d of %d file(s) extracted (%.1f s of audio, %.1f s of audio per second per core); %d skipped",

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import TRAINING_KEY, publish, training_markdown
 from flows.runtime import PrefectBackend
 from trackflow.parts import PARALLEL_PARTS
 from trackflow.paths import ProjectPaths
@@ -24,7 +25,7 @@ def training(
 ) -> dict[str, Any]:
     """The training DAG; the families of one task are tuned as parallel tasks. `reason` says why it runs
     (drift monitoring passes the drifted columns and their scores); it is recorded on the MLflow run."""
-    paths = ProjectPaths.at(root)
+    paths = ProjectPaths.project(root)  # a root from the Prefect UI must be a trackflow project
     run_params = load_run_params(paths, profile)  # once: every task gets this frozen object
     result = run_training(
         paths,
@@ -36,6 +37,7 @@ def training(
         logger=get_run_logger(),
     )
     print(format_training_summary(result))
+    publish(TRAINING_KEY, training_markdown(result), "holdout metrics, registered versions and promotions")
     return result
 
 

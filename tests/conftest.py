@@ -129,6 +129,7 @@ def make_project(parent: Path, **overrides: object) -> Path:
     root = parent / "project"
     root.mkdir()
     shutil.copytree(REPO / "configs", root / "configs")
+    shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")  # a trackflow project holds both files
     fast_params(root, **overrides)
     return root
 
@@ -173,8 +174,23 @@ def trained_project(
         patch.setenv("TRACKS_CSV", str(sample_csv))
         result = training(root=str(root), fetch=True)
     selected = {t: result["tasks"][t]["evaluate"]["selected"] for t in TRAINED_TASKS}
-    (root / "result.yaml").write_text(yaml.safe_dump({"selected": selected}))
+    recorded = {"selected": selected, "mlflow_parent_run_id": result["mlflow_parent_run_id"]}
+    (root / "result.yaml").write_text(yaml.safe_dump(recorded))
     yield root
+
+
+def prefect_artifacts(key: str, flow_run_id: object | None = None) -> list:
+    """The Prefect artifacts with `key` on the test server, newest first (of one flow run when given)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    criteria: dict = {"key": ArtifactFilterKey(any_=[key])}
+    if flow_run_id is not None:
+        criteria["flow_run_id"] = ArtifactFilterFlowRunId(any_=[flow_run_id])
+    artifact_filter = ArtifactFilter(**criteria)
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=artifact_filter, sort=ArtifactSort.CREATED_DESC)
 
 
 def copy_project(source: Path, parent: Path) -> Path:

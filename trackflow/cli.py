@@ -23,7 +23,7 @@ from components.validation import DataValidationError
 from trackflow.acquire import DataAcquisitionError
 from trackflow.config import ParamsError
 from trackflow.parts import ThreadParts
-from trackflow.paths import ProjectPaths
+from trackflow.paths import InvalidNameError, ProjectPaths, checked_name
 from trackflow.stages import audio as audio_stage
 from trackflow.stages import data as data_stage
 from trackflow.stages import simulate as simulate_stage
@@ -53,6 +53,7 @@ USER_ERRORS = (
     ScoringError,
     audio_stage.AudioBatchError,
     DiscoveryInputError,
+    InvalidNameError,
 )
 
 
@@ -99,6 +100,20 @@ def featurize(root: Path = ROOT) -> None:
 def split(root: Path = ROOT) -> None:
     """Seeded grouped holdouts by primary artist and by track (data/splits/)."""
     _run(data_stage.split, root)
+
+
+def _plain_name(kind: str) -> Callable[[str | None], str | None]:
+    """An option callback: a name that becomes part of a path must be a plain name (paths.checked_name)."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return checked_name(kind, value)
+        except InvalidNameError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+    return check
 
 
 def _known_task(value: str) -> str:
@@ -163,7 +178,9 @@ def run(
 
 @app.command()
 def promote(
-    model: str = typer.Argument(..., help="Registered model name, e.g. popularity."),
+    model: str = typer.Argument(
+        ..., help="Registered model name, e.g. popularity.", callback=_plain_name("model")
+    ),
     version: str = typer.Argument(..., help="Model version to make champion."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded on the version)."),
     who: str = typer.Option(None, "--who", help="Who promotes (default: the current user)."),
@@ -197,12 +214,22 @@ def score(
     """Score the batches (parquet/csv) in data/incoming/ with the champions -> data/predictions/."""
     from flows.batch_scoring import batch_scoring
 
-    _flow(lambda: batch_scoring(root=str(root), batch=str(batch) if batch else None))
+    result = _flow(lambda: batch_scoring(root=str(root), batch=str(batch) if batch else None))
+    # Rejections are the gate doing its job: reported, exit 0. A system failure raised above (exit 1).
+    for rejected in result["rejected"]:
+        typer.secho(f"rejected {rejected['batch']}: {rejected['reason']}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{len(result['scored'])} batch(es) scored, {len(result['rejected'])} rejected")
 
 
 @app.command()
 def monitor(
-    batch: str = typer.Option(None, "--batch", "-b", help="A scored batch's name (default: the latest)."),
+    batch: str = typer.Option(
+        None,
+        "--batch",
+        "-b",
+        help="A scored batch's name (default: the latest).",
+        callback=_plain_name("batch"),
+    ),
     retrain: bool = typer.Option(None, "--retrain/--no-retrain", help="Override params.yaml drift.retrain."),
     root: Path = ROOT,
 ) -> None:
@@ -216,7 +243,9 @@ def monitor(
 def simulate_batch(
     drift: str = typer.Option("none", "--drift", help="none, genre_mix, louder or shorter."),
     rows: int = typer.Option(None, "--rows", help="Batch size (default: params.yaml simulate.rows)."),
-    name: str = typer.Option(None, "--name", help="Batch name (default: simulated-<drift>-<seed>)."),
+    name: str = typer.Option(
+        None, "--name", help="Batch name (default: simulated-<drift>-<seed>).", callback=_plain_name("batch")
+    ),
     root: Path = ROOT,
 ) -> None:
     """Write a realistic incoming batch from held-out real rows into data/incoming/, optionally shifted."""
@@ -241,7 +270,9 @@ def serve(root: Path = ROOT) -> None:
 
 # --- audio files (docs/audio_features.md) ---
 AUDIO_PATH = typer.Argument(..., help="A folder of audio files (wav, flac, ogg, mp3) or one file.")
-AUDIO_BATCH = typer.Option(None, "--batch", "-b", help="Batch name (default: audio-<folder name>).")
+AUDIO_BATCH = typer.Option(
+    None, "--batch", "-b", help="Batch name (default: audio-<folder name>).", callback=_plain_name("batch")
+)
 AUDIO_WORKERS = typer.Option(None, "--workers", "-j", help="Worker processes (default: audio.workers).")
 
 

@@ -150,9 +150,15 @@ DVC_HEADER = """\
 """
 
 
+# A task name ProjectPaths accepts, standing for dvc.yaml's `${item}` until the path is written.
+_ITEM_STAND_IN = "TASKITEM"
+
+
 def _relative(path_of: PathOf, task: str) -> str:
     anchor = Path("/__project__")
-    return path_of(ProjectPaths(anchor), task).relative_to(anchor).as_posix()
+    stand_in = _ITEM_STAND_IN if task == TASK_ITEM else task
+    relative = path_of(ProjectPaths(anchor), stand_in).relative_to(anchor).as_posix()
+    return relative.replace(_ITEM_STAND_IN, TASK_ITEM)
 
 
 def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:

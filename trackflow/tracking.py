@@ -55,6 +55,17 @@ def resolve_tracking_uri(tracking_uri: str, root: Path) -> str:
     return tracking_uri
 
 
+# Where `make ui` serves the local store; a tracking server's own address is used when there is one.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def run_url(run_id: str, tracking_uri: str | None = None) -> str:
+    """The run's page in the MLflow UI (its direct route, which finds the experiment itself)."""
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/runs/{run_id}"
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

@@ -13,7 +13,6 @@ import yaml
 from mlflow import MlflowClient
 
 from components.scoring import plain_inputs
-from components.validation import DataValidationError
 from flows.batch_scoring import batch_scoring
 from flows.drift_monitoring import drift_monitoring
 from tests.conftest import copy_project
@@ -118,8 +117,9 @@ def test_batch_missing_a_column_is_rejected_kept_aside_and_nothing_written(scori
     bad = incoming / "no-energy.parquet"
     good.drop(columns=["energy"]).to_parquet(bad, index=False)
 
-    with pytest.raises(DataValidationError, match="energy"):
-        batch_scoring(root=str(scoring_project), batch=str(bad))
+    result = batch_scoring(root=str(scoring_project), batch=str(bad))
+    (rejected,) = result["rejected"]
+    assert result["scored"] == [] and "energy" in rejected["reason"]
     assert not paths.predictions("no-energy").exists()
     assert not paths.predictions_summary("no-energy").exists()
     assert not bad.exists()  # moved out of the incoming folder ...

@@ -26,7 +26,7 @@ from components.scoring import OUTLIERS, PREDICTION_COLUMNS, Champion, score_row
 from components.tasks import TASKS
 from components.validation import DataValidationError, SuiteConfig, validate_tracks
 from trackflow.config import load_suite
-from trackflow.paths import ProjectPaths
+from trackflow.paths import InvalidNameError, ProjectPaths
 from trackflow.tracking import Tracker
 
 log = logging.getLogger("trackflow.scoring")
@@ -37,6 +37,27 @@ BATCH_SUFFIXES = (".parquet", ".csv.gz", ".csv")
 
 class ScoringError(RuntimeError):
     """Nothing to score, or no champion to score with."""
+
+
+class BatchRejected(DataValidationError):
+    """A bad batch, caught and kept aside: an outcome of the data, not a failure of the system."""
+
+    def __init__(self, batch: str, reason: str, kept_in: Path, cause: Exception) -> None:
+        super().__init__(
+            f"batch {batch} rejected, nothing written; the batch is kept in {kept_in}: {reason}",
+            getattr(cause, "failures", []),
+            summary=getattr(cause, "summary", None),
+            report_html=getattr(cause, "report_html", None),
+        )
+        self.batch, self.reason, self.kept_in = batch, reason, kept_in
+
+    def outcome(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "status": "rejected",
+            "reason": self.reason,
+            "kept_in": str(self.kept_in),
+        }
 
 
 def batch_name(path: Path) -> str:
@@ -60,45 +81,56 @@ def pending_batches(paths: ProjectPaths, params: Params) -> list[Path]:
     for path in sorted(folder.iterdir()):
         if not path.is_file() or not path.name.endswith(BATCH_SUFFIXES) or path.name.startswith("."):
             continue
-        output = paths.predictions(batch_name(path))
+        try:
+            output = paths.predictions(batch_name(path))
+        except InvalidNameError as exc:  # its outputs could not be named: left where it is, and said why
+            log.warning("%s is not scored: %s", path, exc)
+            continue
         if not output.exists() or output.stat().st_mtime < path.stat().st_mtime:
             pending.append(path)
     return pending
 
 
 def _text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The batch as text frames of at most `chunk_rows` rows, read without holding the file in memory."""
-    if path.name.endswith(".parquet"):
-        try:
-            source = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise IngestError(f"{path}: not a readable parquet file ({exc})") from exc
-        for record_batch in source.iter_batches(batch_size=chunk_rows):
-            yield record_batch.to_pandas().astype("string")
-        return
-    expected = {name: pa.string() for name in [INDEX_COLUMN, *RAW_SCHEMA.names]}
+    """The batch as text frames of at most `chunk_rows` rows, read without holding the file in memory. A
+    file that cannot be read to its end (truncated or corrupt compression, not UTF-8, not a table) raises
+    IngestError naming it, like any other bad batch, wherever in the file the damage is."""
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types=expected, strings_can_be_null=True, null_values=[""]
-            ),
-        )
-        pending: list[pd.DataFrame] = []
-        held = 0
-        for record_batch in reader:
-            pending.append(record_batch.to_pandas().astype("string"))
-            held += len(pending[-1])
-            while held >= chunk_rows:
-                joined = pd.concat(pending, ignore_index=True)
-                yield joined.iloc[:chunk_rows]
-                rest = joined.iloc[chunk_rows:]
-                pending, held = ([rest] if len(rest) else []), len(rest)
-        if held:
-            yield pd.concat(pending, ignore_index=True)
-    except pa.ArrowInvalid as exc:
-        raise IngestError(f"{path}: not a readable CSV table ({exc})") from exc
+        if path.name.endswith(".parquet"):
+            source = pq.ParquetFile(path)
+            for record_batch in source.iter_batches(batch_size=chunk_rows):
+                yield record_batch.to_pandas().astype("string")
+            return
+        yield from _csv_chunks(path, chunk_rows)
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        kind = "parquet file" if path.name.endswith(".parquet") else "CSV table"
+        detail = str(exc)
+        if "compressed" in detail or "inflate" in detail or isinstance(exc, EOFError):
+            detail = f"the compressed file is truncated or corrupt: {detail}"
+        raise IngestError(f"{path.name}: not a readable {kind} ({detail})") from exc
+
+
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    expected = {name: pa.string() for name in [INDEX_COLUMN, *RAW_SCHEMA.names]}
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        convert_options=pacsv.ConvertOptions(
+            column_types=expected, strings_can_be_null=True, null_values=[""]
+        ),
+    )
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for record_batch in reader:
+        pending.append(record_batch.to_pandas().astype("string"))
+        held += len(pending[-1])
+        while held >= chunk_rows:
+            joined = pd.concat(pending, ignore_index=True)
+            yield joined.iloc[:chunk_rows]
+            rest = joined.iloc[chunk_rows:]
+            pending, held = ([rest] if len(rest) else []), len(rest)
+    if held:
+        yield pd.concat(pending, ignore_index=True)
 
 
 def _typed(text: pd.DataFrame, first_row: int) -> pd.DataFrame:
@@ -205,17 +237,13 @@ def _score_chunks(
         if writer is not None:
             writer.close()
         kept = _reject(paths, name, source if move_rejected else None, exc)
-        raise DataValidationError(
-            f"batch {name} rejected, nothing written; the batch is kept in {kept}: {exc}",
-            getattr(exc, "failures", []),
-            summary=getattr(exc, "summary", None),
-            report_html=getattr(exc, "report_html", None),
-        ) from exc
+        raise BatchRejected(name, str(exc), kept, exc) from exc
     if quarantined:
         write_parquet(pd.concat(quarantined, ignore_index=True), paths.scoring_quarantine(name))
     seconds = time.perf_counter() - started
     summary = {
         "batch": name,
+        "status": "scored",
         "source": str(source) if source is not None else None,
         "predictions_path": str(destination),
         "rows_in": rows_in,
