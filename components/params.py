@@ -284,6 +284,11 @@ class DiscoveryParams(_Section):
         return self
 
 
+class RunsParams(_Section):
+    # A run that finds another holding the project lock waits this long for it, then stops naming the holder.
+    lock_wait_s: float = Field(ge=0)
+
+
 class MlflowParams(_Section):
     tracking_uri: str
     artifact_root: str
@@ -304,6 +309,7 @@ class Params(_Section):
     simulate: SimulateParams
     audio: AudioParams
     discovery: DiscoveryParams
+    runs: RunsParams
     mlflow: MlflowParams
 
     @model_validator(mode="after")

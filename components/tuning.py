@@ -48,6 +48,8 @@ FOLD_STEP_OFFSET = 1_000_000  # fold-level reports sit above any iteration / epo
 METRIC_NAMES: dict[str, str] = {"regression": "rmse", "binary": "log_loss", "multiclass": "log_loss"}
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STALL_STEPS_ATTR = "stall_steps"  # trial user attr: steps without improvement before iteration pruning
+OWNER_ATTR = "owner"  # trial user attr: the process that runs the trial (host, pid, start time)
+ABANDONED_ATTR = "abandoned"  # trial user attr: why a trial left RUNNING by a dead process was failed
 
 
 class StallMedianPruner(optuna.pruners.BasePruner):
@@ -188,6 +190,32 @@ def _ensure_sqlite_parent(storage: str) -> None:
         Path(storage[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
 
 
+def fail_abandoned_trials(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    owner_gone: Callable[[Mapping[str, str]], bool],
+    marked_by: Mapping[str, str] | None = None,
+) -> list[int]:
+    """Mark FAIL the trials left RUNNING by an owner that no longer exists; returns their numbers."""
+    abandoned = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if isinstance(t.user_attrs.get(OWNER_ATTR), Mapping) and owner_gone(t.user_attrs[OWNER_ATTR])
+    ]
+    if not abandoned:
+        return []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for frozen in abandoned:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        storage.set_trial_user_attr(
+            trial_id,
+            ABANDONED_ATTR,
+            {"reason": "left RUNNING by a process that no longer exists", "marked_by": dict(marked_by or {})},
+        )
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    return [t.number for t in abandoned]
+
+
 def tune(
     family: Family,
     space: Mapping[str, ParamSpec],
@@ -207,14 +235,21 @@ def tune(
     n_classes: int | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    trial_owner: Mapping[str, str] | None = None,
+    owner_gone: Callable[[Mapping[str, str]], bool] | None = None,
 ) -> TuningResult:
     """Tune `family` for `task` on the training rows (X, y), folds grouped by `groups`.
 
     `make_featurizer(needs_scaling)` returns a fresh unfitted transformer (fit_transform(X, y) /
     transform(X)). A trial that raises anything but TrialPruned is recorded as FAIL and the study goes on.
     Same inputs and seed on a fresh study give the same trials; a resumed study reseeds its sampler, so
-    its later trials differ from those of one uninterrupted run. Trials left RUNNING by a killed process
-    are not counted (one process per study is assumed). `pruner` overrides the default StallMedianPruner.
+    its later trials differ from those of one uninterrupted run. `pruner` overrides the default
+    StallMedianPruner.
+
+    Each trial records `trial_owner` (who runs it) as its user attr OWNER_ATTR. A trial left RUNNING whose
+    owner `owner_gone` says no longer exists (a killed process) is marked FAIL, with ABANDONED_ATTR saying
+    why, before the study goes on; it does not count towards `n_trials`. Trials of a live owner are left
+    alone.
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
@@ -239,6 +274,8 @@ def tune(
         return fold_cache[k]
 
     def objective(trial: optuna.Trial) -> float:
+        if trial_owner is not None:
+            trial.set_user_attr(OWNER_ATTR, dict(trial_owner))
         params = suggest_params(trial, space)
         if family.patience_param is not None:
             patience = int(family.resolve_params(params)[family.patience_param])
@@ -281,8 +318,9 @@ def tune(
         return value
 
     _ensure_sqlite_parent(storage)
+    study_storage = optuna.storages.get_storage(storage)
     study = optuna.create_study(
-        storage=storage,
+        storage=study_storage,
         study_name=study_name,
         direction=DIRECTION,
         load_if_exists=True,
@@ -302,7 +340,13 @@ def tune(
     for key, value in identity.items():
         study.set_user_attr(key, value)
 
-    done = [t for t in study.get_trials(deepcopy=False) if t.state in _FINISHED]
+    if owner_gone is not None:
+        fail_abandoned_trials(study, study_storage, owner_gone, trial_owner)
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in _FINISHED and ABANDONED_ATTR not in t.user_attrs
+    ]
     remaining = max(0, n_trials - len(done))
     stopped_by_timeout = False
     if remaining:

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
 from flows.artifacts import SCORING_KEY, publish, scoring_markdown
+from trackflow.lock import project_lock
 from trackflow.paths import ProjectPaths
 from trackflow.stages import scoring as scoring_stage
 from trackflow.stages.common import params_for
@@ -38,6 +39,12 @@ def batch_scoring(root: str = ".", batch: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     paths = ProjectPaths.project(root)  # a root from the Prefect UI must be a trackflow project
     params = params_for(paths)  # once: every task gets this frozen object
+    with project_lock(paths, "batch_scoring flow", params.runs.lock_wait_s, logger):
+        return _score_batches(paths, params, batch, logger)
+
+
+def _score_batches(paths: ProjectPaths, params: Params, batch: str | None, logger: Any) -> dict[str, Any]:
+    root = str(paths.root)
     batches = [Path(batch)] if batch else scoring_stage.pending_batches(paths, params)
     if not batches:
         logger.info("nothing to score in %s", scoring_stage.incoming_dir(paths, params))

@@ -15,6 +15,7 @@ from components.params import Params
 from flows.artifacts import DRIFT_KEY, drift_markdown, publish
 from flows.schedules import deployment_exists, retrain_deployment
 from flows.training import training
+from trackflow.lock import project_lock
 from trackflow.paths import ProjectPaths, checked_name
 from trackflow.stages import drift as drift_stage
 from trackflow.stages.common import params_for
@@ -54,6 +55,14 @@ def drift_monitoring(
     if batch is not None:
         checked_name("batch", batch)  # before any file is touched
     params = params_for(paths)  # once: every task gets this frozen object
+    # Held through an in-process retrain too (the lock is reentrant): nothing else writes in between.
+    with project_lock(paths, "drift_monitoring flow", params.runs.lock_wait_s, logger):
+        return _check_and_decide(root, params, batch, retrain, logger)
+
+
+def _check_and_decide(
+    root: str, params: Params, batch: str | None, retrain: bool | None, logger: Any
+) -> dict[str, Any]:
     summary = drift_check_task(root, params, batch)
     drifted = ", ".join(summary["drifted_columns"]) or "none"
     print(

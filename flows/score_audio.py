@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.params import Params
+from trackflow.lock import project_lock
 from trackflow.paths import ProjectPaths, checked_name
 from trackflow.stages import audio as audio_stage
 from trackflow.stages.common import params_for
@@ -43,7 +44,9 @@ def score_audio(
     if batch is not None:
         checked_name("batch", batch)  # before any file is touched
     params = params_for(paths)  # once: both tasks get this frozen object
-    extracted = extract_audio_task(root, params, source, batch, workers, progress)
+    with project_lock(paths, "score_audio flow", params.runs.lock_wait_s, logger):
+        extracted = extract_audio_task(root, params, source, batch, workers, progress)
+        scored = score_audio_task(root, params, extracted["batch"])
     logger.info(
         "%s: %d of %d file(s) extracted (%.1f s of audio, %.1f s of audio per second per core); %d skipped",
         extracted["batch"],
@@ -53,7 +56,6 @@ def score_audio(
         extracted["audio_seconds_per_second_per_core"],
         len(extracted["errors"]),
     )
-    scored = score_audio_task(root, params, extracted["batch"])
     models = ", ".join(f"{t} v{m['version']}" for t, m in scored["models"].items())
     print(
         f"{scored['batch']}: {scored['rows_scored']} of {extracted['files']} file(s) scored with {models} "

@@ -14,6 +14,7 @@ import yaml
 
 from components.params import Params
 from trackflow.config import load_params
+from trackflow.paths import ProjectPaths
 from trackflow.process import configure_process
 
 # The test run is an entry point like the CLI: passive OpenMP waits, the headless plotting backend.
@@ -191,6 +192,18 @@ def prefect_artifacts(key: str, flow_run_id: object | None = None) -> list:
     artifact_filter = ArtifactFilter(**criteria)
     with get_client(sync_client=True) as client:
         return client.read_artifacts(artifact_filter=artifact_filter, sort=ArtifactSort.CREATED_DESC)
+
+
+def prepared(root: Path) -> ProjectPaths:
+    """The project's data stages run, up to the split: what tuning reads (TRACKS_CSV set by the caller)."""
+    from trackflow.stages.common import params_for
+    from trackflow.stages.data import featurize, fetch_data, ingest, split, validate
+
+    paths = ProjectPaths.at(root)
+    fetch_data(paths, params_for(paths))
+    for stage in (ingest, validate, featurize, split):
+        stage(paths, params_for(paths))
+    return paths
 
 
 def copy_project(source: Path, parent: Path) -> Path:

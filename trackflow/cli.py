@@ -22,6 +22,7 @@ from components.tasks import TASKS
 from components.validation import DataValidationError
 from trackflow.acquire import DataAcquisitionError
 from trackflow.config import ParamsError
+from trackflow.lock import ProjectLockedError, project_lock
 from trackflow.parts import ThreadParts
 from trackflow.paths import InvalidNameError, ProjectPaths, checked_name
 from trackflow.stages import audio as audio_stage
@@ -54,6 +55,7 @@ USER_ERRORS = (
     audio_stage.AudioBatchError,
     DiscoveryInputError,
     InvalidNameError,
+    ProjectLockedError,
 )
 
 
@@ -62,7 +64,10 @@ def _run(stage: Callable[..., dict[str, Any]], root: Path, **kwargs: Any) -> Non
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is setup chatter
     paths = ProjectPaths.at(root)
     try:
-        summary = stage(paths, params_for(paths), **kwargs)
+        params = params_for(paths)
+        # A single stage (what `dvc repro` runs) writes stage outputs too: one writer at a time.
+        with project_lock(paths, f"trackflow {stage.__name__}", params.runs.lock_wait_s):
+            summary = stage(paths, params, **kwargs)
     except USER_ERRORS as exc:
         typer.secho(f"error [{stage.__name__}]: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from exc

@@ -45,6 +45,7 @@ OPERATIONAL_PARAMS: dict[str, str] = {
     "score.incoming_dir": "a folder to poll",
     "score.chunk_rows": "rows per read: memory, not results",
     "audio.workers": "a worker count",
+    "runs": "how long a run waits for another run's project lock",
 }
 
 

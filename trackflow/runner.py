@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from components.params import Params
 from components.schema import PROTOCOLS
 from trackflow.config import ParamsError, load_params
 from trackflow.dependencies import inputs_fingerprint, render_dvc_yaml, stage_deps
+from trackflow.lock import project_lock
 from trackflow.parts import PARALLEL_PARTS, PartFunction, PartOutcome, Parts, ThreadParts
 from trackflow.paths import ProjectPaths
 from trackflow.pipeline import CODE_ROOT, DISCOVERY, DISCOVERY_PREREQUISITES, STAGES, TRAINING, Stage
@@ -160,14 +162,21 @@ class PipelineRun:
         return self.run_params.params
 
     def __enter__(self) -> PipelineRun:
-        self._fingerprint = inputs_fingerprint(self.paths.root)
-        self._tracked = Tracker.for_project(self.paths, self.params).run(self.name, tags=self.tags)
-        self.parent_run_id = self._tracked.__enter__().id
+        with ExitStack() as stack:
+            # One writer of the stage outputs at a time (trackflow/lock.py), taken before anything is read.
+            stack.enter_context(
+                project_lock(self.paths, f"{self.name} run", self.params.runs.lock_wait_s, self.logger)
+            )
+            self._fingerprint = inputs_fingerprint(self.paths.root)
+            tracked = Tracker.for_project(self.paths, self.params).run(self.name, tags=self.tags)
+            self.parent_run_id = stack.enter_context(tracked).id
+            self._held = stack.pop_all()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
-        # The parent MLflow run ends FAILED when a stage raised, FINISHED otherwise (tracking.Tracker.run).
-        return self._tracked.__exit__(exc_type, exc, traceback)
+        # The parent MLflow run ends FAILED when a stage raised, FINISHED otherwise (tracking.Tracker.run);
+        # then the lock is released.
+        return self._held.__exit__(exc_type, exc, traceback)
 
     def stage(self, stage: Stage, task: str | None = None) -> dict[str, Any]:
         accepts = inspect.signature(stage.function).parameters

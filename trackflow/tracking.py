@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ import components
 from components.params import Params
 from components.promotion import PromotionDecision, decide_promotion
 from trackflow.paths import ProjectPaths
+from trackflow.processes import HOST_TAG, ProcessIdentity
 
 log = logging.getLogger("trackflow")
 CHAMPION = "champion"
@@ -43,6 +45,9 @@ COMPONENTS_DIR = Path(components.__file__).resolve().parent
 # the store of the last project this process used for the user's choice.
 _TRACKING_URI_OVERRIDE = os.environ.get("MLFLOW_TRACKING_URI") or None
 Flavour = Literal["sklearn", "pyfunc"]
+# On a run that a dead process left RUNNING: when a later run marked it KILLED, and which run did.
+KILLED_AT_TAG = "trackflow.killed_at"
+KILLED_BY_TAG = "trackflow.killed_by"
 
 
 def resolve_tracking_uri(tracking_uri: str, root: Path) -> str:
@@ -64,6 +69,10 @@ def run_url(run_id: str, tracking_uri: str | None = None) -> str:
     uri = tracking_uri or mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
     return f"{base}/#/runs/{run_id}"
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
@@ -103,17 +112,43 @@ class Tracker:
     ) -> Iterator[Run]:
         """A run for the block: FINISHED (or the status the block set) when it ends, FAILED when it raises,
         so no stage that fails leaves a run RUNNING in the MLflow UI."""
-        all_tags = dict(tags or {})
+        # Who runs it: a later run can then tell a run whose process was killed from one still going.
+        all_tags = {**ProcessIdentity.current().tags(), **(tags or {})}
         if parent_run_id:
             # The tag MLflow's UI uses to nest runs; set explicitly, no thread-local active run involved.
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = Run(self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
+        if not parent_run_id:
+            self.end_abandoned_runs(by_run_id=run.id)
         try:
             yield run
         except BaseException:
             self.client.set_terminated(run.id, "FAILED")
             raise
         self.client.set_terminated(run.id, run.status)
+
+    def end_abandoned_runs(self, by_run_id: str) -> list[str]:
+        """Mark KILLED the runs of this experiment left RUNNING by a process of this host that no longer
+        exists (`kill -9`, a lost machine), tagged with when and by which run; returns their ids. Runs of
+        live processes, and of other hosts, are left alone."""
+        me = ProcessIdentity.current()
+        host_filter = f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{me.host}'"
+        ended = []
+        for found in self.client.search_runs([self.experiment_id], host_filter, max_results=5000):
+            owner = ProcessIdentity.from_tags(found.data.tags)
+            if found.info.run_id == by_run_id or owner is None or not owner.gone():
+                continue
+            self.client.set_tag(found.info.run_id, KILLED_AT_TAG, _utc_now())
+            self.client.set_tag(found.info.run_id, KILLED_BY_TAG, by_run_id)
+            self.client.set_terminated(found.info.run_id, "KILLED")
+            ended.append(found.info.run_id)
+            log.warning(
+                "MLflow run %s (%s) was left RUNNING by %s, which no longer exists: marked KILLED",
+                found.info.run_id,
+                found.info.run_name,
+                owner.describe(),
+            )
+        return ended
 
     def log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, float] = ()) -> None:
         for key, value in dict(params).items():

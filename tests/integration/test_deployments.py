@@ -13,7 +13,8 @@ from prefect.client.orchestration import get_client
 
 from flows.deployments import build_deployments
 from flows.schedules import deployment_exists, load_schedules, retrain_deployment
-from tests.conftest import REPO, copy_project
+from tests.bad_inputs import BAD_INPUTS
+from tests.conftest import REPO, copy_project, prefect_artifacts
 from trackflow.stages import simulate as simulate_stage
 from trackflow.stages.common import params_for
 
@@ -99,8 +100,9 @@ def test_workflows_are_valid_and_call_make_targets_that_exist(workflow: str) -> 
 
 
 def test_a_deployment_run_goes_through_a_process_worker(trained_project: Path, tmp_path: Path) -> None:
-    """A batch_scoring deployment on a process work pool: a real worker picks the run up, executes the flow in
-    a subprocess, and the predictions appear."""
+    """A batch_scoring deployment on a process work pool, as a schedule runs it (every pending batch): a real
+    worker executes the flow in a subprocess; the good batch is scored, the truncated file beside it is
+    rejected and kept, and the run ends Completed with the rejection in its artifact."""
     project = copy_project(trained_project, tmp_path)  # its batch and predictions stay in the copy
     import os
     import subprocess
@@ -117,12 +119,15 @@ def test_a_deployment_run_goes_through_a_process_worker(trained_project: Path, t
     batch = Path(
         simulate_stage.simulate(paths, params_for(paths), "none", rows=300, name="via-worker")["path"]
     )
+    truncated = BAD_INPUTS["truncated_gz"].write(
+        pd.read_parquet(batch).astype("string"), batch.parent / "cut-off.csv.gz"
+    )
     pool = "test-process-pool"
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     deployment_id = batch_scoring.to_deployment(
         name="via-worker",
-        parameters={"root": str(project), "batch": str(batch)},
+        parameters={"root": str(project)},
         job_variables={"working_dir": str(REPO)},  # the worker runs the flow from this checkout
     ).apply(work_pool_name=pool)
     try:
@@ -137,6 +142,10 @@ def test_a_deployment_run_goes_through_a_process_worker(trained_project: Path, t
             state = client.read_flow_run(flow_run.id).state
         assert state.is_completed(), (state, worker.stdout[-3000:], worker.stderr[-3000:])
         assert len(pd.read_parquet(paths.predictions("via-worker"))) == 300
+        assert not truncated.exists() and (paths.rejected("cut-off") / "rejection.json").is_file()
+        (artifact,) = prefect_artifacts("batch-scoring", flow_run.id)
+        assert "1 batch(es) scored, 1 rejected" in artifact.data
+        assert "| cut-off | rejected |" in artifact.data and "truncated or corrupt" in artifact.data
     finally:
         with get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)

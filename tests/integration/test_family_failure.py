@@ -12,10 +12,8 @@ import yaml
 
 from components import families
 from flows.training import training
-from tests.conftest import make_project
-from trackflow.paths import ProjectPaths
+from tests.conftest import make_project, prepared
 from trackflow.stages.common import params_for
-from trackflow.stages.data import featurize, fetch_data, ingest, split, validate
 from trackflow.stages.training import TrainingError
 from trackflow.stages.tune import tune_family, tune_task
 
@@ -45,15 +43,6 @@ def test_one_failing_family_does_not_stop_the_others(broken_project: Path, prefe
     assert list(outcome["failed"]) == ["broken"]
     assert outcome["evaluate"]["selected"] == "random_forest"
     assert outcome["register"]["aliases"] == ["challenger", "champion"]
-
-
-def prepared(root: Path) -> ProjectPaths:
-    """The project's data stages run, up to the split: what tuning reads."""
-    paths = ProjectPaths.at(root)
-    fetch_data(paths, params_for(paths))
-    for stage in (ingest, validate, featurize, split):
-        stage(paths, params_for(paths))
-    return paths
 
 
 def test_every_family_failing_fails_the_task(broken_project: Path) -> None:

@@ -19,11 +19,14 @@ from components.features import TrackFeaturizer
 from components.schema import model_inputs
 from components.tracks import primary_artist
 from components.tuning import (
+    ABANDONED_ATTR,
     FOLD_STEP_OFFSET,
+    OWNER_ATTR,
     STALL_STEPS_ATTR,
     NoCompletedTrialError,
     StallMedianPruner,
     TrialRecord,
+    fail_abandoned_trials,
     fit_final,
     grouped_folds,
     plan_refit,
@@ -448,3 +451,22 @@ def test_folds_never_share_a_group() -> None:
     )
     with pytest.raises(ValueError, match="number of groups"):
         grouped_folds(np.array(["a", "a", "b", "c"]), cv_folds=4, seed=1)
+
+
+def test_only_trials_of_an_owner_that_is_gone_are_failed(tmp_path: Path) -> None:
+    storage = optuna.storages.get_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    for owner in ("dead", "alive"):
+        study.ask().set_user_attr(OWNER_ATTR, {"who": owner})
+    study.ask()  # a RUNNING trial that records no owner: nobody can say it was abandoned
+
+    failed = fail_abandoned_trials(study, storage, lambda owner: owner["who"] == "dead", {"who": "me"})
+
+    states = [t.state for t in study.get_trials()]
+    assert failed == [0]
+    assert states == [
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.RUNNING,
+        optuna.trial.TrialState.RUNNING,
+    ]
+    assert study.trials[0].user_attrs[ABANDONED_ATTR]["marked_by"] == {"who": "me"}

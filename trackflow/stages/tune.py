@@ -18,6 +18,7 @@ from components.tuning import tune
 from trackflow.config import load_search_spaces
 from trackflow.parts import SERIAL, Parts
 from trackflow.paths import ProjectPaths
+from trackflow.processes import ProcessIdentity, recorded_process_gone
 from trackflow.stages.training import (
     TrainingError,
     featurizer_factory,
@@ -120,6 +121,9 @@ def tune_family(
             study_name=study_name,
             n_classes=task_n_classes(task, tracks),
             on_trial=on_trial,
+            # A trial a killed process left RUNNING is failed, so the study resumes from a clean state.
+            trial_owner=ProcessIdentity.current().tags(),
+            owner_gone=recorded_process_gone,
         )
         if result.n_complete == 0:
             counts = f"{result.n_failed} failed, {result.n_pruned} pruned"
