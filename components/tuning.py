@@ -132,6 +132,8 @@ class TuningResult:
     # The study's wall-clock limit (a safety net) stopped it before its trial count: its result depends on
     # how fast the machine was, so it is reported wherever the result is.
     stopped_by_timeout: bool = False
+    # Trials a killed process left RUNNING that this call marked FAIL (they count in n_failed).
+    abandoned_trials: list[int] = field(default_factory=list)
 
 
 class NoCompletedTrialError(RuntimeError):
@@ -340,8 +342,7 @@ def tune(
     for key, value in identity.items():
         study.set_user_attr(key, value)
 
-    if owner_gone is not None:
-        fail_abandoned_trials(study, study_storage, owner_gone, trial_owner)
+    abandoned = fail_abandoned_trials(study, study_storage, owner_gone, trial_owner) if owner_gone else []
     done = [
         t
         for t in study.get_trials(deepcopy=False)
@@ -383,6 +384,7 @@ def tune(
         best_kept_iterations=best.user_attrs.get("kept_iterations"),
         best_oof=best_oof["output"] if best_oof.get("number") == best.number else None,
         stopped_by_timeout=stopped_by_timeout,
+        abandoned_trials=abandoned,
     )
 
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,22 +161,20 @@ class PipelineRun:
     def params(self) -> Params:
         return self.run_params.params
 
+    def locked(self) -> AbstractContextManager[None]:
+        """The project lock (trackflow/lock.py), held from before the first read to after dvc.lock is
+        written: one writer of the stage outputs at a time."""
+        return project_lock(self.paths, f"{self.name} run", self.params.runs.lock_wait_s, self.logger)
+
     def __enter__(self) -> PipelineRun:
-        with ExitStack() as stack:
-            # One writer of the stage outputs at a time (trackflow/lock.py), taken before anything is read.
-            stack.enter_context(
-                project_lock(self.paths, f"{self.name} run", self.params.runs.lock_wait_s, self.logger)
-            )
-            self._fingerprint = inputs_fingerprint(self.paths.root)
-            tracked = Tracker.for_project(self.paths, self.params).run(self.name, tags=self.tags)
-            self.parent_run_id = stack.enter_context(tracked).id
-            self._held = stack.pop_all()
+        self._fingerprint = inputs_fingerprint(self.paths.root)
+        self._tracked = Tracker.for_project(self.paths, self.params).run(self.name, tags=self.tags)
+        self.parent_run_id = self._tracked.__enter__().id
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
-        # The parent MLflow run ends FAILED when a stage raised, FINISHED otherwise (tracking.Tracker.run);
-        # then the lock is released.
-        return self._held.__exit__(exc_type, exc, traceback)
+        # The parent MLflow run ends FAILED when a stage raised, FINISHED otherwise (tracking.Tracker.run).
+        return self._tracked.__exit__(exc_type, exc, traceback)
 
     def stage(self, stage: Stage, task: str | None = None) -> dict[str, Any]:
         accepts = inspect.signature(stage.function).parameters
@@ -274,6 +272,18 @@ def run_training(
     if reason:
         run.not_reproducible.append("a drift-triggered retrain")
     result: dict[str, Any] = {"tasks": {}}
+    with run.locked():
+        _training_stages(run, result, backend, fetch, logger)
+        result["dvc"] = run.record_dvc_state()
+    result["overrides"] = list(run_params.overrides)
+    result["timings"] = run.timings()
+    return result
+
+
+def _training_stages(
+    run: PipelineRun, result: dict[str, Any], backend: Backend, fetch: bool, logger: Any
+) -> None:
+    paths, params = run.paths, run.params
     with run:
         result["mlflow_parent_run_id"] = run.parent_run_id
         if fetch:
@@ -293,12 +303,13 @@ def run_training(
                     f"{task}/{f} stopped on its wall-clock limit, not its trial count"
                     for f in outcome["stopped_by_timeout"]
                 ]
+                run.not_reproducible += [
+                    f"{task}/{f} resumed a study that a killed run left (its later trials differ)"
+                    for f, study in outcome["studies"].items()
+                    if study and study.get("abandoned_trials")
+                ]
             if stage.name == "register":
                 logger.info("%s: registered v%s %s", task, outcome["version"], outcome["aliases"])
-    result["overrides"] = list(run_params.overrides)
-    result["dvc"] = run.record_dvc_state()
-    result["timings"] = run.timings()
-    return result
 
 
 def run_discovery(
@@ -312,15 +323,17 @@ def run_discovery(
     """The data stages when their outputs are missing, then discover (parts side by side) -> register."""
     run = PipelineRun(paths, run_params, backend, _run_name("discovery", runner), {"runner": runner}, logger)
     result: dict[str, Any] = {}
-    with run:
-        result["mlflow_parent_run_id"] = run.parent_run_id
-        if not (paths.features.is_file() and paths.splits.is_file()):
-            logger.info("no per-track table or splits yet: running %s first", _names(DISCOVERY_PREREQUISITES))
-            for stage in DISCOVERY_PREREQUISITES:
+    with run.locked():
+        with run:
+            result["mlflow_parent_run_id"] = run.parent_run_id
+            if not (paths.features.is_file() and paths.splits.is_file()):
+                prerequisites = _names(DISCOVERY_PREREQUISITES)
+                logger.info("no per-track table or splits yet: running %s first", prerequisites)
+                for stage in DISCOVERY_PREREQUISITES:
+                    result[stage.name] = run.stage(stage)
+            for stage, _ in DISCOVERY.plan(()):
                 result[stage.name] = run.stage(stage)
-        for stage, _ in DISCOVERY.plan(()):
-            result[stage.name] = run.stage(stage)
-    result["dvc"] = run.record_dvc_state()
+        result["dvc"] = run.record_dvc_state()
     result["timings"] = run.timings()
     return result
 

@@ -125,6 +125,13 @@ def tune_family(
             trial_owner=ProcessIdentity.current().tags(),
             owner_gone=recorded_process_gone,
         )
+        if result.abandoned_trials:
+            log.warning(
+                "%s/%s: trial(s) %s were left RUNNING by a process that no longer exists: marked FAIL",
+                task,
+                family_name,
+                result.abandoned_trials,
+            )
         if result.n_complete == 0:
             counts = f"{result.n_failed} failed, {result.n_pruned} pruned"
             raise TrainingError(f"{task}/{family_name}: no trial completed ({counts})")
@@ -147,6 +154,7 @@ def tune_family(
             "n_complete": result.n_complete,
             "n_pruned": result.n_pruned,
             "n_failed": result.n_failed,
+            "abandoned_trials": result.abandoned_trials,
             # "trials" when the study ran its n_trials; "timeout" when its wall-clock safety net cut it short.
             "stopped_by": "timeout" if result.stopped_by_timeout else "trials",
             "timeout_s": profile.timeout_s,
