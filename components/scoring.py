@@ -1,22 +1,26 @@
 """Batch scoring with the registered champions: raw rows in, one predictions row per input row out.
 
 The champions are MLflow pyfunc models with the preprocessing inside, so scoring hands them the raw columns of
-the dataset. A scoring batch has no labels, and `track_genre` is a label (of the genre task) that the
-popularity and hit models also take as an input: when the genre champion exists its top-1 prediction fills
-that input, otherwise the genre is unknown (the models then impute by the global medians), and the column
-`genre_input` says which it was for every row.
+the dataset. `track_genre` is the genre task's label and also an input of the popularity and hit models. A
+batch may carry it (normalised to the dataset's spellings, components/genres.py): where a row has it, those
+models take it; elsewhere the genre champion's top-1 prediction fills it, or, without a genre champion, it
+is unknown (the models then impute by the global medians). `genre_input` says which, per row: given,
+predicted or unknown. A batch's own extra columns (a catalog id, a playlist) are never model inputs: they
+are carried to the predictions file as they came, unless one would overwrite an output column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from components.schema import LABEL_COLUMNS, model_inputs
+from components.genres import GenreVocabulary, normalise_genres
+from components.ingest import INGEST_ERRORS
+from components.schema import LABEL_COLUMNS, ROW_NUMBER, model_inputs
 from components.tasks import TASK_SPECS
 
 # The prediction column of each task.
@@ -27,6 +31,23 @@ SCORING_ORDER: tuple[str, ...] = tuple(sorted(TASK_SPECS, key=lambda t: TASK_SPE
 # The outlier model of discovery (`outliers@champion`), when registered: an outlier score and flag per row,
 # so that a batch's share of odd or broken tracks is visible beside its predictions.
 OUTLIERS = "outliers"
+GENRE = "track_genre"
+GIVEN, PREDICTED, UNKNOWN = "given", "predicted", "unknown"  # the values of `genre_input`
+# Every column scoring writes (whichever champions exist), and the gate's bookkeeping: a batch column of one
+# of these names would be overwritten or misread, so such a batch is rejected.
+OUTPUT_COLUMNS: frozenset[str] = frozenset(
+    {
+        ROW_NUMBER,
+        INGEST_ERRORS,
+        "quarantine_reason",
+        "genre_input",
+        "outlier_score",
+        "is_outlier",
+        "scored_at",
+        *PREDICTION_COLUMNS.values(),
+        *(f"{name}_{what}" for name in (*TASK_SPECS, OUTLIERS) for what in ("model_version", "run_id")),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -61,19 +82,53 @@ def plain_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     return model_inputs(frame, list(frame.columns))
 
 
+def with_known_genres(rows: pd.DataFrame, vocabulary: GenreVocabulary) -> pd.DataFrame:
+    """A copy of `rows` whose `track_genre` (when the batch has one) is in the dataset's spellings; a row
+    whose genre is still unknown gets a null genre and a note in `ingest_errors` naming the value, so that
+    the gate fails that row like a cell that did not parse."""
+    if GENRE not in rows.columns:
+        return rows
+    genres, notes = normalise_genres(rows[GENRE], vocabulary)
+    out = rows.copy()
+    out[GENRE] = genres
+    if INGEST_ERRORS in out.columns:
+        earlier = out[INGEST_ERRORS].astype("string")
+        joined = (earlier.fillna("") + "; " + notes.fillna("")).str.strip("; ")
+        out[INGEST_ERRORS] = joined.where(earlier.notna() | notes.notna(), pd.NA).astype("string")
+    else:
+        out[INGEST_ERRORS] = notes
+    return out
+
+
+def colliding_columns(columns: Sequence[str]) -> list[str]:
+    """The batch columns that carry the name of an output column."""
+    return [c for c in columns if c in OUTPUT_COLUMNS]
+
+
 def score_rows(
-    rows: pd.DataFrame, champions: Mapping[str, Champion], scored_at: pd.Timestamp
+    rows: pd.DataFrame,
+    champions: Mapping[str, Champion],
+    scored_at: pd.Timestamp,
+    passthrough: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Predictions for `rows` (raw dataset columns, labels ignored) from every champion given.
+    """Predictions for `rows` (raw dataset columns; a given `track_genre` used, other labels ignored) from
+    every champion given.
 
     Returns a new frame: the key columns, one prediction column per task, `genre_input`, the model version and
-    run id per task, `outlier_score` and `is_outlier` when the outlier model is given, and `scored_at`. The
-    input frame is not modified.
+    run id per task, `outlier_score` and `is_outlier` when the outlier model is given, `scored_at`, then the
+    `passthrough` columns as they came. The input frame is not modified.
     """
-    inputs = plain_inputs(rows.drop(columns=[c for c in LABEL_COLUMNS if c in rows.columns]))
+    dropped = [c for c in (*LABEL_COLUMNS, *passthrough) if c in rows.columns]
+    inputs = plain_inputs(rows.drop(columns=dropped))
     out = pd.DataFrame({key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns})
-    filled: dict[str, np.ndarray] = {"track_genre": np.array([None] * len(rows), dtype=object)}
-    source = "unknown"
+    given = (
+        rows[GENRE].astype(object).where(rows[GENRE].notna(), None).to_numpy()
+        if GENRE in rows.columns
+        else np.array([None] * len(rows), dtype=object)
+    )
+    has_genre = np.array([g is not None for g in given], dtype=bool)
+    filled: dict[str, np.ndarray] = {GENRE: given}
+    source = np.where(has_genre, GIVEN, UNKNOWN).astype(object)
     for task in SCORING_ORDER:
         champion = champions.get(task)
         if champion is None:
@@ -83,8 +138,10 @@ def score_rows(
         frame = conform_to_signature(_model_columns(champion.model, inputs.assign(**taken)), champion.model)
         predicted = np.asarray(champion.model.predict(frame))
         if spec.answers_input is not None:
-            filled[spec.answers_input] = predicted.astype(object)
-            source = "predicted"
+            # A given genre wins; the genre champion's answer fills only the rows without one.
+            current = filled[spec.answers_input]
+            filled[spec.answers_input] = np.where(has_genre, current, predicted.astype(object))
+            source = np.where(has_genre, GIVEN, PREDICTED).astype(object)
         out[spec.prediction_column] = predicted.astype(spec.answer_dtype)
         out[f"{task}_model_version"] = champion.version
         out[f"{task}_run_id"] = champion.run_id
@@ -98,6 +155,8 @@ def score_rows(
         out[f"{OUTLIERS}_model_version"] = outliers.version
         out[f"{OUTLIERS}_run_id"] = outliers.run_id
     out["scored_at"] = scored_at
+    for column in passthrough:
+        out[column] = rows[column].to_numpy()
     return out
 
 

@@ -43,8 +43,17 @@ def validate_tracks(
     started = time.perf_counter()
     work = _prepare(frame)
     rows_in = len(work)
-    ignored = [c for c in suite.optional_columns if c in work.columns]
+    ignored = [c for c in suite.optional_columns if c in work.columns and c not in suite.scoring_inputs]
     work = work.drop(columns=ignored)  # labels at scoring time: neither checked nor passed on
+    # Scoring: inputs that may be given (track_genre) and a batch's own extra columns are carried past the
+    # checks to the valid output. With a required column missing the extras stay, so that the column-set
+    # check can suggest a rename.
+    given_inputs = [c for c in suite.scoring_inputs if c in work.columns]
+    extra = [c for c in work.columns if c not in (*suite.required_columns, *_INTERNAL_COLUMNS, *given_inputs)]
+    if not suite.for_scoring or set(suite.required_columns) - set(work.columns):
+        extra = []
+    carried = work[given_inputs + extra]
+    work = work.drop(columns=given_inputs + extra)
     dataset_columns = [c for c in work.columns if c not in _INTERNAL_COLUMNS]
     gx_run = _GX()
 
@@ -106,6 +115,8 @@ def validate_tracks(
         ],
         "columns_reordered": _columns_reordered(columns_in_file, dataset_columns),
         "columns_ignored": ignored,
+        "inputs_given": given_inputs,
+        "columns_passed_through": extra,
         "duration_s": 0.0,
     }
     for r in records:  # the observed duplicate counts, for metrics even when the checks pass
@@ -130,7 +141,7 @@ def validate_tracks(
             reasons.setdefault(position, []).append(reason)
     mask = np.zeros(rows_in, dtype=bool)
     mask[failing] = True
-    valid = work.loc[~mask, required].reset_index(drop=True)
+    valid = pd.concat([work.loc[~mask, required], carried.loc[~mask]], axis=1).reset_index(drop=True)
     quarantined = work.loc[mask, [ROW_NUMBER, *required]].reset_index(drop=True)
     quarantined[QUARANTINE_REASON] = pd.array(["; ".join(reasons[int(p)]) for p in failing], dtype="string")
     summary["duration_s"] = round(time.perf_counter() - started, 3)

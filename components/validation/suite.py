@@ -56,6 +56,8 @@ class ColumnRule:
     type: str
     nullable: bool
     label: bool
+    # A label that is also a model input (track_genre): optional in a scoring batch, and used when given.
+    scoring_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class SuiteConfig:
     # Allowed but neither required nor checked, and left out of the valid output (labels when scoring).
     optional_columns: tuple[str, ...] = ()
     for_scoring: bool = False
+    # Scoring: optional columns that are model inputs when given (kept in the valid output), with the value
+    # set of their row rule (what the scoring path normalises them to).
+    scoring_inputs: tuple[str, ...] = ()
+    input_value_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -115,7 +121,8 @@ def parse_suite(
     holds the lines of every `value_set_file` it names, by that name.
 
     `for_scoring` drops the label columns (popularity, track_genre) from the required set and from every
-    rule: a scoring batch may lack them; if present they are ignored.
+    rule: a scoring batch may lack them. If present, a label is ignored unless it is a `scoring_input`
+    (track_genre): that one is kept, and the value set of its row rule is what scoring normalises it to.
     """
     path = source
     if not isinstance(raw, Mapping):
@@ -127,6 +134,7 @@ def parse_suite(
                 type=spec["type"],
                 nullable=bool(spec.get("nullable", False)),
                 label=bool(spec.get("label", False)),
+                scoring_input=bool(spec.get("scoring_input", False)),
             )
             for name, spec in raw["columns"].items()
         )
@@ -175,8 +183,16 @@ def parse_suite(
         _build_row_expectation(rule, index=0)
 
     optional: tuple[str, ...] = ()
+    scoring_inputs: tuple[str, ...] = ()
+    input_value_sets: dict[str, tuple[str, ...]] = {}
     if for_scoring:
         optional = tuple(rule.name for rule in columns if rule.label)
+        scoring_inputs = tuple(rule.name for rule in columns if rule.label and rule.scoring_input)
+        input_value_sets = {
+            rule.column: tuple(rule.kwargs["value_set"])
+            for rule in row_rules
+            if rule.column in scoring_inputs and "value_set" in rule.kwargs
+        }
         columns = tuple(rule for rule in columns if not rule.label)
         row_rules = [rule for rule in row_rules if rule.column not in optional]
         table_checks = tuple(c for c in table_checks if c.options.get("column") not in optional)
@@ -190,6 +206,8 @@ def parse_suite(
         row_rules=tuple(row_rules),
         optional_columns=optional,
         for_scoring=for_scoring,
+        scoring_inputs=scoring_inputs,
+        input_value_sets=input_value_sets,
     )
 
 

@@ -252,12 +252,25 @@ def test_scoring_accepts_a_batch_without_the_labels(frame: pd.DataFrame, scoring
     assert list(outcome.valid.columns) == [c for c in COLUMNS if c not in LABEL_COLUMNS]
 
 
-def test_scoring_ignores_labels_that_are_present(frame: pd.DataFrame, scoring_suite: SuiteConfig) -> None:
-    frame.loc[0, "track_genre"] = "not-a-genre"  # labels are not checked at scoring time
-    outcome = validate_tracks(frame, scoring_suite, PARAMS)
+def test_scoring_ignores_the_popularity_label_and_carries_a_given_genre(
+    frame: pd.DataFrame, scoring_suite: SuiteConfig
+) -> None:
+    # The gate does not judge a given genre: scoring normalises it first and notes the unknown ones in
+    # ingest_errors (components/scoring.with_known_genres), which fail their rows like unparsed cells.
+    frame.loc[0, "popularity"] = 150
+    outcome = validate_tracks(frame.assign(catalog_id="c1"), scoring_suite, PARAMS)
     assert outcome.summary["rows_valid"] == len(frame)
-    assert outcome.summary["columns_ignored"] == list(LABEL_COLUMNS)
-    assert not set(LABEL_COLUMNS) & set(outcome.valid.columns)
+    assert outcome.summary["columns_ignored"] == ["popularity"]
+    assert outcome.summary["inputs_given"] == ["track_genre"]
+    assert outcome.summary["columns_passed_through"] == ["catalog_id"]
+    assert "popularity" not in outcome.valid.columns
+    assert outcome.valid["track_genre"].tolist() == frame["track_genre"].tolist()
+    assert set(outcome.valid["catalog_id"]) == {"c1"}
+
+
+def test_the_training_gate_still_rejects_an_extra_column(frame: pd.DataFrame, suite: SuiteConfig) -> None:
+    with pytest.raises(DataValidationError, match=r"unexpected column\(s\): catalog_id"):
+        validate_tracks(frame.assign(catalog_id="c1"), suite, PARAMS)
 
 
 def test_scoring_rejects_a_batch_missing_another_column(

@@ -17,7 +17,7 @@ from components.drift import (
 from components.io import read_json, write_json, write_parquet, write_text
 from components.params import Params
 from components.schema import ROW_NUMBER
-from components.scoring import PREDICTION_COLUMNS, Champion, score_rows
+from components.scoring import GENRE, PREDICTION_COLUMNS, Champion, score_rows
 from components.split import split_frames
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
@@ -40,15 +40,22 @@ def reference_rows(paths: ProjectPaths, params: Params, side: str = "train") -> 
     return train if side == "train" else test
 
 
-def holdout_predictions(paths: ProjectPaths, params: Params, champions: dict[str, Champion]) -> pd.DataFrame:
+def holdout_predictions(
+    paths: ProjectPaths, params: Params, champions: dict[str, Champion], genre_given: bool = False
+) -> pd.DataFrame:
     """The champions' predictions on the holdout rows (out of sample, as on a new batch): the reference of
-    prediction drift. Cached per data, protocol and champion versions."""
+    prediction drift, scored as the batch was (with the holdout's own genre when the batch gave its genre,
+    with the genre champion's guess otherwise). Cached per data, protocol, champion versions and that."""
     data_hash = read_json(paths.ingest_meta)["content_hash"][:12]
     versions = "-".join(f"{t}{c.version}" for t, c in sorted(champions.items()))
-    cache = paths.drift_reference_dir / f"holdout-{data_hash}-{params.split.protocol}-{versions}.parquet"
+    genre = "given" if genre_given else "predicted"
+    name = f"holdout-{data_hash}-{params.split.protocol}-{versions}-genre-{genre}.parquet"
+    cache = paths.drift_reference_dir / name
     if cache.exists():
         return pd.read_parquet(cache)
     holdout = _sample(reference_rows(paths, params, "test"), params.drift.max_rows, params.drift.seed)
+    if not genre_given:
+        holdout = holdout.drop(columns=[GENRE])
     log.info("scoring %s holdout rows with the champions (cached in %s)", f"{len(holdout):,}", cache)
     predictions = score_rows(holdout, champions, pd.Timestamp.now("UTC"))
     columns = [PREDICTION_COLUMNS[t] for t in champions if t in PREDICTION_COLUMNS]
@@ -108,7 +115,10 @@ def drift_check(
     started = time.perf_counter()
     current = batch_with_predictions(paths, params, name)
     reference = _sample(reference_rows(paths, params), params.drift.max_rows, params.drift.seed)
-    holdout = holdout_predictions(paths, params, champions)
+    # The batch's majority condition: most rows scored with a given genre, or with a guessed one.
+    inputs = read_json(paths.predictions_summary(name)).get("genre_input", {})
+    genre_given = inputs.get("given", 0) * 2 > sum(inputs.values())
+    holdout = holdout_predictions(paths, params, champions, genre_given)
     result = drift_report(
         reference, current, prediction_reference=holdout, drift_share=params.drift.drift_share
     )

@@ -18,11 +18,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from components.genres import GenreVocabulary
 from components.ingest import IngestError, type_columns
 from components.io import atomic_path, write_json, write_parquet, write_text
 from components.params import Params
 from components.schema import INDEX_COLUMN, RAW_SCHEMA, ROW_NUMBER
-from components.scoring import OUTLIERS, PREDICTION_COLUMNS, Champion, score_rows
+from components.scoring import (
+    GENRE,
+    OUTLIERS,
+    PREDICTION_COLUMNS,
+    Champion,
+    colliding_columns,
+    score_rows,
+    with_known_genres,
+)
 from components.tasks import TASKS
 from components.validation import DataValidationError, SuiteConfig, validate_tracks
 from trackflow.config import load_suite
@@ -111,7 +120,10 @@ def _text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    expected = {name: pa.string() for name in [INDEX_COLUMN, *RAW_SCHEMA.names]}
+    # Every column as text, the batch's own extra ones too: a type inferred from the first block would
+    # break on a later block that holds other values. The names come from a small first read.
+    header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    expected = {name: pa.string() for name in [INDEX_COLUMN, *RAW_SCHEMA.names, *header]}
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=16 << 20),
@@ -199,23 +211,36 @@ def _score_chunks(
     if not set(champions) & set(TASKS):
         raise ScoringError("no champion is registered: run training (`make run`) or promote a model first")
     suite = scoring_suite(paths, nullable_columns)
+    genres = GenreVocabulary.of(suite.input_value_sets[GENRE])
     gate = params.validation.model_copy(update={"min_rows": params.score.min_rows})
     scored_at = pd.Timestamp.now("UTC")
     started = time.perf_counter()
     rows_in = rows_scored = 0
     outlier_count: int | None = None
+    genre_inputs: dict[str, int] = {}
+    passthrough: list[str] = []
     quarantined: list[pd.DataFrame] = []
     writer: pq.ParquetWriter | None = None
     destination = paths.predictions(name)
     try:
         with atomic_path(destination, ".parquet") as tmp:
             for text in chunks:
-                typed = _typed(text, first_row=rows_in + 2)
+                if collisions := colliding_columns([c for c in text.columns if c not in RAW_SCHEMA.names]):
+                    raise DataValidationError(
+                        f"batch {name}: column(s) {', '.join(collisions)} have the name of an output column "
+                        "of the predictions file: rename them (a batch's own columns are carried through)",
+                        [],
+                        summary={"colliding_columns": collisions},
+                    )
+                typed = with_known_genres(_typed(text, first_row=rows_in + 2), genres)
                 rows_in += len(typed)
                 outcome = validate_tracks(typed, suite, gate, columns_in_file=list(text.columns))
                 if len(outcome.quarantined):
                     quarantined.append(outcome.quarantined)
-                predictions = score_rows(outcome.valid, champions, scored_at)
+                passthrough = list(outcome.summary["columns_passed_through"])
+                predictions = score_rows(outcome.valid, champions, scored_at, passthrough)
+                for source_kind, count in predictions["genre_input"].value_counts().items():
+                    genre_inputs[str(source_kind)] = genre_inputs.get(str(source_kind), 0) + int(count)
                 # The gate keeps valid rows in file order: their line numbers are the ones not quarantined.
                 lines = typed[ROW_NUMBER]
                 valid_lines = lines[~lines.isin(outcome.quarantined[ROW_NUMBER])].to_numpy()
@@ -256,6 +281,9 @@ def _score_chunks(
             for task, c in champions.items()
         },
         "prediction_columns": [PREDICTION_COLUMNS[t] for t in champions if t in PREDICTION_COLUMNS],
+        # Per row, where the popularity and hit models' genre came from: given, predicted or unknown.
+        "genre_input": genre_inputs,
+        "columns_passed_through": passthrough,
         "outliers": outlier_count,
         "outlier_share": round(outlier_count / rows_scored, 6)
         if outlier_count is not None and rows_scored
