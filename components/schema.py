@@ -72,7 +72,9 @@ ROW_NUMBER = "source_row"
 
 TARGET = "popularity"
 # Labels of the predictive tasks: never inputs of a model that predicts them.
-LABEL_COLUMNS: tuple[str, ...] = ("popularity", "track_genre")
+# The genre task's label, also an input of the popularity and hit models.
+GENRE = "track_genre"
+LABEL_COLUMNS: tuple[str, ...] = (TARGET, GENRE)
 # track_genre in the per-track table holds the set of genres of a track, joined by this separator.
 GENRE_SEPARATOR = "|"
 ARTIST_SEPARATOR = ";"

@@ -20,7 +20,7 @@ import pandas as pd
 
 from components.genres import GenreVocabulary, normalise_genres
 from components.ingest import INGEST_ERRORS
-from components.schema import LABEL_COLUMNS, ROW_NUMBER, model_inputs
+from components.schema import GENRE, LABEL_COLUMNS, ROW_NUMBER, model_inputs
 from components.tasks import TASK_SPECS
 
 # The prediction column of each task.
@@ -31,7 +31,6 @@ SCORING_ORDER: tuple[str, ...] = tuple(sorted(TASK_SPECS, key=lambda t: TASK_SPE
 # The outlier model of discovery (`outliers@champion`), when registered: an outlier score and flag per row,
 # so that a batch's share of odd or broken tracks is visible beside its predictions.
 OUTLIERS = "outliers"
-GENRE = "track_genre"
 GIVEN, PREDICTED, UNKNOWN = "given", "predicted", "unknown"  # the values of `genre_input`
 # Every column scoring writes (whichever champions exist), and the gate's bookkeeping: a batch column of one
 # of these names would be overwritten or misread, so such a batch is rejected.

@@ -81,11 +81,16 @@ def importance_figure(importance: pd.Series, family: str, top: int = 25) -> Figu
 
 
 def comparison_markdown(
-    task: str, metrics: Mapping[str, Any], keys: Sequence[str], protocols: Sequence[str]
+    task: str,
+    metrics: Mapping[str, Any],
+    keys: Sequence[str],
+    protocols: Sequence[str],
+    condition: str = "",
 ) -> str:
-    """The families side by side on each holdout (the main protocol first), with their CV scores."""
+    """The families side by side on each holdout (the main protocol first), with their CV scores;
+    `condition` names how the inputs were given (the genre given or predicted)."""
     main = protocols[0]
-    lines = [f"# {task}: model families on the holdout", ""]
+    lines = [f"# {task}: model families on the holdout{' ' + condition if condition else ''}", ""]
     for protocol in protocols:
         label = "main" if protocol == main else "comparison"
         lines += [

@@ -328,3 +328,9 @@ TASKS: tuple[TaskName, ...] = tuple(TASK_SPECS)
 def genre_classes(tracks: pd.DataFrame) -> list[str]:
     """The sorted genre vocabulary; class k of the genre model is genre_classes[k]."""
     return sorted({g for s in tracks["track_genre"].astype(str) for g in s.split(GENRE_SEPARATOR) if g})
+
+
+# The task whose answer fills the genre input of the others, and the metrics key of the holdout scores with
+# that answer in place of the true genre (what a scoring batch without a genre gets).
+GENRE_TASK: TaskName = "genre"
+GENRE_PREDICTED = "genre_predicted"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.tasks import GENRE_TASK, TASK_SPECS
 from trackflow.paths import ProjectPaths
 from trackflow.stages.data import featurize, ingest, split, validate
 from trackflow.stages.discovery.discover import discover
@@ -108,8 +109,10 @@ class Pipeline:
         return self.data + self.per_task
 
     def plan(self, tasks: Iterable[str]) -> list[tuple[Stage, str | None]]:
-        """(stage, task) in run order: one task's stages all run before the next task's."""
-        return [(s, None) for s in self.data] + [(s, t) for t in tasks for s in self.per_task]
+        """(stage, task) in run order: one task's stages all run before the next task's, and a task whose
+        answer fills another's input (genre) first, as the others are judged with its predictions."""
+        ordered = sorted(tasks, key=lambda t: TASK_SPECS[t].answers_input is None)
+        return [(s, None) for s in self.data] + [(s, t) for t in ordered for s in self.per_task]
 
 
 def _p(attribute: str) -> PathOf:
@@ -120,6 +123,11 @@ def _p(attribute: str) -> PathOf:
 def _t(method: str) -> PathOf:
     """A per-task ProjectPaths method (`tuning(task)`) as a path of the stage."""
     return lambda paths, task: getattr(paths, method)(task)
+
+
+def _genre_models(paths: ProjectPaths, _task: str) -> Path:
+    """The genre task's fitted models: what fills the genre input of the other tasks when it is missing."""
+    return paths.task_models(GENRE_TASK)
 
 
 def _under(base: PathOf, *parts: str) -> PathOf:
@@ -237,12 +245,13 @@ EVALUATE = Stage(
     "evaluate",
     evaluate_task,
     ("evaluate", "--task", "{task}"),
-    deps=(_t("task_models"), _p("features"), _p("splits")),
+    # The genre models too: popularity and hit are also judged with the genre they predict (as scored).
+    deps=(_t("task_models"), _genre_models, _p("features"), _p("splits")),
     outs=(
         Out(_t("task_metrics"), cache=False, metric=True),
         Out(_under(_p("reports"), "{task}", "comparison.md"), cache=False),
     ),
-    params=("evaluate", "split.protocol", "train.hit_threshold"),
+    params=("evaluate", "split.protocol", "train.hit_threshold", "train.tasks"),
     per_task=True,
     loads=TASK_MODEL_CLASSES,
     about="Every family on the untouched holdouts of both protocols: metrics, plots, a comparison table.",

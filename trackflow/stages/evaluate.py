@@ -1,8 +1,15 @@
 """The evaluate stage: every fitted family (and the blend) on the untouched holdout of each protocol;
-metrics/<task>.json, the comparison table and the selected model's figures."""
+metrics/<task>.json, the comparison table and the selected model's figures.
+
+A task whose models take the genre as an input (popularity, hit) is judged in both conditions it is used
+in: with the holdout's own genre (`genre given`, the keys under each protocol) and with the genre that this
+run's genre model predicts for the same rows (`genre_predicted`), which is what scoring gives a batch without
+a genre. That genre model was fitted on the same training rows of the same protocol, so no holdout label
+reaches the prediction."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +21,9 @@ import numpy as np
 from components import task_report
 from components.io import atomic_path, read_json, write_json, write_text
 from components.params import Params
+from components.schema import GENRE
 from components.task_model import TaskModel
-from components.tasks import TASK_SPECS, TaskData, TaskName
+from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskData, TaskName, TaskSpec
 from trackflow.paths import ProjectPaths
 from trackflow.stages.training import load_tables, protocols, rounded, task_rows
 
@@ -45,6 +53,24 @@ def _report_selected(
         write_text(frame.to_markdown(index=False), folder / name)
 
 
+def takes_predicted_genre(spec: TaskSpec, params: Params) -> bool:
+    """The task's models read the genre, and this run trains a genre model to predict it."""
+    return GENRE in spec.input_columns and GENRE_TASK in params.train.tasks
+
+
+def predicted_genre(paths: ProjectPaths, data: TaskData, protocol: str, classes: Any) -> np.ndarray:
+    """This run's selected genre model's top-1 genre for `data`'s rows (fitted on `protocol`'s training
+    rows): the input a scoring batch without a genre gets."""
+    spec = TASK_SPECS[GENRE_TASK]
+    selected = read_json(paths.task_models(GENRE_TASK) / "selection.json")["selected"]
+    model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(GENRE_TASK) / protocol / selected))
+    return spec.answer(spec.output(model, data.inputs[list(spec.input_columns)]), classes)
+
+
+def with_genre(data: TaskData, genre: np.ndarray) -> TaskData:
+    return dataclasses.replace(data, inputs=data.inputs.assign(**{GENRE: genre}))
+
+
 def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Every fitted family (and the blend) on the untouched holdout of each protocol."""
     tracks, splits = load_tables(paths)
@@ -61,20 +87,44 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
         # The blend and its members were compared on the same folds without early stopping: show those scores.
         metrics["cv_scores"] = {**metrics["cv_scores"], **selection["blend"]["cv_scores"]}
     spec = TASK_SPECS[task]
+    as_scored = takes_predicted_genre(spec, params)
+    if as_scored:
+        genre_selected = read_json(paths.task_models(GENRE_TASK) / "selection.json")["selected"]
+        metrics["genre_input"] = {
+            "given": "the holdout track's own genre",
+            GENRE_PREDICTED: f"the top-1 genre of this run's genre model ({genre_selected}), fitted on the "
+            "same training rows: what a scoring batch without a genre gets",
+        }
+        metrics[GENRE_PREDICTED] = {}
+    genre_classes = TASK_SPECS[GENRE_TASK].classes(tracks) if as_scored else None
     for protocol in protocols(params):
         data = task_rows(tracks, splits, params, task, protocol, "test")
+        guessed = None
+        if as_scored:
+            guessed = with_genre(data, predicted_genre(paths, data, protocol, genre_classes))
         metrics[protocol] = {}
+        if guessed is not None:
+            metrics[GENRE_PREDICTED][protocol] = {}
         for folder in sorted((paths.task_models(task) / protocol).iterdir()):
             model: TaskModel = mlflow.sklearn.load_model(str(folder))
             output = spec.output(model, data.inputs)
             metrics[protocol][folder.name] = spec.metrics(data, output, classes, params.evaluate)
+            if guessed is not None:
+                guessed_output = spec.output(model, guessed.inputs)
+                metrics[GENRE_PREDICTED][protocol][folder.name] = spec.metrics(
+                    guessed, guessed_output, classes, params.evaluate
+                )
             if protocol == main and folder.name == selection["selected"]:
                 _report_selected(task, data, output, model, classes, paths.reports / task)
     # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
     write_json(rounded(metrics), paths.task_metrics(task))
     first_family = next(iter(metrics[main].values()))
-    comparison = task_report.comparison_markdown(
-        task, metrics, TASK_SPECS[task].report_metrics(first_family), protocols(params)
-    )
+    keys = TASK_SPECS[task].report_metrics(first_family)
+    comparison = task_report.comparison_markdown(task, metrics, keys, protocols(params))
+    if as_scored:
+        guessed_metrics = {**metrics, **metrics[GENRE_PREDICTED]}
+        comparison += "\n" + task_report.comparison_markdown(
+            task, guessed_metrics, keys, protocols(params), condition="with the genre predicted (as scored)"
+        )
     write_text(comparison, paths.reports / task / "comparison.md")
     return rounded(metrics)

@@ -15,7 +15,7 @@ from components.params import Params
 from components.schema import PROTOCOLS
 from components.scoring import conform_to_signature
 from components.task_model import TaskModel
-from components.tasks import TASK_SPECS, TaskName
+from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskName
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
 from trackflow.stages.training import load_tables, task_rows
@@ -45,12 +45,21 @@ def register_task(
         "git_commit": git_commit(paths.root),
         "protocol": main,
         **{f"holdout_{k}": f"{v:.4f}" for k, v in challenger_metrics.items() if isinstance(v, float)},
+        # The same holdout with the genre this run's genre model predicts: the quality a batch without a
+        # genre gets.
+        **{
+            f"holdout_{GENRE_PREDICTED}_{k}": f"{v:.4f}"
+            for k, v in metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected, {}).items()
+            if isinstance(v, float)
+        },
     }
     with tracker.run(f"train-{task}", parent_run_id, {"stage": "register", **tags}) as run:
+        conditions = {"": metrics, f"{GENRE_PREDICTED}_": metrics.get(GENRE_PREDICTED, {})}
         flat = {
-            f"holdout_{p}_{fam}_{k}": v
+            f"holdout_{prefix}{p}_{fam}_{k}": v
+            for prefix, by_protocol in conditions.items()
             for p in PROTOCOLS
-            for fam, m in metrics[p].items()
+            for fam, m in by_protocol.get(p, {}).items()
             for k, v in m.items()
             if isinstance(v, int | float) and np.isfinite(v)
         }

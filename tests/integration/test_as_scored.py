@@ -1,0 +1,65 @@
+"""Models judged as they are used: popularity and hit are evaluated on the holdout with the genre given and
+with the genre this run's genre model predicts; the second is what the scoring path reproduces exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import mean_squared_error, roc_auc_score
+
+from components.split import split_frames
+from components.tasks import GENRE_PREDICTED
+from tests.conftest import copy_project
+from trackflow.paths import ProjectPaths
+from trackflow.stages import scoring as scoring_stage
+from trackflow.stages.common import params_for
+
+
+@pytest.fixture(scope="module")
+def project(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_project(trained_project, tmp_path_factory.mktemp("as-scored"))
+
+
+def _metrics(root: Path, task: str) -> dict:
+    return json.loads((root / "metrics" / f"{task}.json").read_text())
+
+
+def test_popularity_and_hit_are_judged_with_the_genre_given_and_predicted(project: Path) -> None:
+    for task in ("popularity", "hit"):
+        metrics = _metrics(project, task)
+        for protocol in ("artist", "track"):
+            assert set(metrics[GENRE_PREDICTED][protocol]) == set(metrics[protocol])
+        selected = metrics["selected"]
+        given, guessed = metrics["artist"][selected], metrics[GENRE_PREDICTED]["artist"][selected]
+        assert set(given) == set(guessed) and given != guessed
+        assert "genre model" in metrics["genre_input"][GENRE_PREDICTED]
+        comparison = (project / "reports" / task / "comparison.md").read_text()
+        assert "with the genre predicted (as scored)" in comparison
+    assert GENRE_PREDICTED not in _metrics(project, "genre")  # its own label is never its input
+
+
+def test_the_scoring_path_reproduces_the_as_scored_holdout_metrics(project: Path) -> None:
+    """The main holdout's tracks, without labels, through batch scoring with the champions this run
+    registered: the RMSE and ROC-AUC of what scoring writes are the metrics of the predicted condition."""
+    paths = ProjectPaths.at(project)
+    params = params_for(paths)
+    selected = yaml.safe_load((project / "result.yaml").read_text())["selected"]
+    tracks, splits = pd.read_parquet(paths.features), pd.read_parquet(paths.splits)
+    _, holdout = split_frames(tracks, splits, params.split.protocol)
+    batch = holdout.drop(columns=["popularity", "track_genre", "primary_artist"])
+    summary = scoring_stage.score_frame(paths, params, batch, "main-holdout")
+    predictions = pd.read_parquet(summary["predictions_path"])
+    assert summary["rows_quarantined"] == 0 and summary["genre_input"] == {"predicted": len(holdout)}
+    truth = holdout.set_index("track_id").loc[predictions["track_id"], "popularity"].to_numpy()
+
+    rmse = float(np.sqrt(mean_squared_error(truth, predictions["predicted_popularity"])))
+    as_scored = _metrics(project, "popularity")[GENRE_PREDICTED]["artist"][selected["popularity"]]
+    assert rmse == pytest.approx(as_scored["rmse"], abs=1e-4)
+    auc = roc_auc_score(truth >= params.train.hit_threshold, predictions["hit_probability"])
+    hit = _metrics(project, "hit")[GENRE_PREDICTED]["artist"][selected["hit"]]
+    assert auc == pytest.approx(hit["roc_auc"], abs=1e-4)
