@@ -125,6 +125,9 @@ class RegisterParams(_Section):
     # A challenger becomes champion only when it beats the champion's holdout score by more than this
     # (popularity: RMSE lower; genre: top-1 set accuracy higher; hit: ROC-AUC higher).
     promotion_margin: dict[TaskName, float]
+    # The holdout condition the gate compares popularity and hit on: `predicted` (the genre input filled by
+    # this run's genre model, as a scoring batch without a genre gets it) or `given` (the track's own genre).
+    gate_condition: Literal["given", "predicted"]
 
 
 class ScoreParams(_Section):

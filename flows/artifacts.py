@@ -10,6 +10,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from components.schema import PROTOCOLS
+from components.tasks import GENRE_PREDICTED
 from trackflow.tracking import run_url
 
 TRAINING_KEY = "training-summary"
@@ -34,12 +35,14 @@ def training_markdown(result: Mapping[str, Any]) -> str:
         other = next(p for p in PROTOCOLS if p != main)
         selected = metrics["selected"]
         stopped = outcome["tune"]["stopped_by_timeout"]
+        guessed = metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected)
         rows.append(
             [
                 task,
                 selected,
                 f"{gate} {metrics[main][selected][gate]:.4f} ({main}) / {metrics[other][selected][gate]:.4f} "
                 f"({other})",
+                f"{gate} {guessed[gate]:.4f} ({main})" if guessed else "",
                 f"v{registered['version']} {', '.join(registered['aliases'])}",
                 registered["promotion"],
                 ", ".join(outcome["failed"]) or "none",
@@ -60,6 +63,7 @@ def training_markdown(result: Mapping[str, Any]) -> str:
                 "task",
                 "selected",
                 "holdout",
+                "holdout, genre predicted",
                 "registered",
                 "promotion",
                 "failed families",

@@ -262,11 +262,12 @@ REGISTER = Stage(
     "register",
     register_task,
     ("register", "--task", "{task}"),
-    deps=(_t("task_models"), _t("task_metrics"), _p("features"), _p("splits")),
+    deps=(_t("task_models"), _genre_models, _t("task_metrics"), _p("features"), _p("splits")),
     outs=(Out(_t("task_registration"), cache=False),),
     params=(
         "register",
         "split.protocol",
+        "train.tasks",
         "train.hit_threshold",
         "train.feature_groups",
         "train.profile",

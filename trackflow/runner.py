@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from components.params import Params
 from components.schema import PROTOCOLS
+from components.tasks import GENRE_PREDICTED
 from trackflow.config import ParamsError, load_params
 from trackflow.dependencies import inputs_fingerprint, render_dvc_yaml, stage_deps
 from trackflow.lock import project_lock
@@ -377,6 +378,8 @@ def format_training_summary(result: dict[str, Any]) -> str:
             f"  {task_name:<10} {selected:<13} {gate} {main_score:.4f} ({main} holdout)"
             f" / {other_score:.4f} ({other}); failed families: {failed}"
         )
+        if guessed := metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected):
+            lines.append(f"  {'':<10} genre predicted (as scored): {gate} {guessed[gate]:.4f} ({main})")
         version, aliases = registered["version"], registered["aliases"]
         lines.append(f"  {'':<10} registered v{version} {aliases}: {registered['promotion']}")
         timed_out = outcome["tune"]["stopped_by_timeout"]

@@ -63,3 +63,24 @@ def test_the_scoring_path_reproduces_the_as_scored_holdout_metrics(project: Path
     auc = roc_auc_score(truth >= params.train.hit_threshold, predictions["hit_probability"])
     hit = _metrics(project, "hit")[GENRE_PREDICTED]["artist"][selected["hit"]]
     assert auc == pytest.approx(hit["roc_auc"], abs=1e-4)
+
+
+def test_the_gate_judges_on_the_condition_params_names_and_says_which_genre_it_used(project: Path) -> None:
+    """params.yaml register.gate_condition is `predicted`: the challenger's gate score is its holdout score
+    with the predicted genre, and its version is tagged with the genre model it was gated with."""
+    from mlflow import MlflowClient
+
+    assert params_for(ProjectPaths.at(project)).registry.gate_condition == "predicted"
+    client = MlflowClient(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
+    genre = json.loads((project / "data" / "registry" / "genre.json").read_text())
+    for task, metric in (("popularity", "rmse"), ("hit", "roc_auc")):
+        registered = json.loads((project / "data" / "registry" / f"{task}.json").read_text())
+        selected = registered["family"]
+        as_scored = _metrics(project, task)[GENRE_PREDICTED]["artist"][selected][metric]
+        assert registered["gate_condition"] == GENRE_PREDICTED
+        assert registered["challenger_score"] == pytest.approx(as_scored, abs=1e-6)
+        tags = client.get_model_version(task, registered["version"]).tags
+        assert tags["gate_condition"] == "genre predicted"
+        assert tags["gated_with_genre_version"] == str(genre["version"])
+        assert tags["gated_with_genre_family"] == genre["family"]
+    assert json.loads((project / "data" / "registry" / "genre.json").read_text())["gate_condition"] == "given"

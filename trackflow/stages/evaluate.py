@@ -9,7 +9,6 @@ reaches the prediction."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,18 @@ import numpy as np
 from components import task_report
 from components.io import atomic_path, read_json, write_json, write_text
 from components.params import Params
-from components.schema import GENRE
 from components.task_model import TaskModel
-from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskData, TaskName, TaskSpec
+from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskData, TaskName
 from trackflow.paths import ProjectPaths
-from trackflow.stages.training import load_tables, protocols, rounded, task_rows
+from trackflow.stages.training import (
+    load_tables,
+    predicted_genre,
+    protocols,
+    rounded,
+    takes_predicted_genre,
+    task_rows,
+    with_genre,
+)
 
 
 def _write_figures(figures: list[tuple[str, Any]], folder: Path) -> None:
@@ -51,24 +57,6 @@ def _report_selected(
     if table is not None:
         name, frame = table
         write_text(frame.to_markdown(index=False), folder / name)
-
-
-def takes_predicted_genre(spec: TaskSpec, params: Params) -> bool:
-    """The task's models read the genre, and this run trains a genre model to predict it."""
-    return GENRE in spec.input_columns and GENRE_TASK in params.train.tasks
-
-
-def predicted_genre(paths: ProjectPaths, data: TaskData, protocol: str, classes: Any) -> np.ndarray:
-    """This run's selected genre model's top-1 genre for `data`'s rows (fitted on `protocol`'s training
-    rows): the input a scoring batch without a genre gets."""
-    spec = TASK_SPECS[GENRE_TASK]
-    selected = read_json(paths.task_models(GENRE_TASK) / "selection.json")["selected"]
-    model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(GENRE_TASK) / protocol / selected))
-    return spec.answer(spec.output(model, data.inputs[list(spec.input_columns)]), classes)
-
-
-def with_genre(data: TaskData, genre: np.ndarray) -> TaskData:
-    return dataclasses.replace(data, inputs=data.inputs.assign(**{GENRE: genre}))
 
 
 def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:

@@ -15,11 +15,34 @@ from components.params import Params
 from components.schema import PROTOCOLS
 from components.scoring import conform_to_signature
 from components.task_model import TaskModel
-from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskName
+from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskName
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
-from trackflow.stages.training import load_tables, task_rows
+from trackflow.stages.training import (
+    load_tables,
+    predicted_genre,
+    takes_predicted_genre,
+    task_rows,
+    with_genre,
+)
 from trackflow.tracking import Gate, Tracker, register_behind_gate
+
+
+def _genre_gated_with(paths: ProjectPaths, condition: str) -> dict[str, str]:
+    """Which genre model filled the gate's genre input: this run's selected family, and the genre version
+    it was registered as when this run registered it (the flow registers genre first)."""
+    if condition != GENRE_PREDICTED:
+        return {}
+    selection = read_json(paths.task_models(GENRE_TASK) / "selection.json")
+    tags = {"gated_with_genre_family": str(selection["selected"])}
+    registration = paths.task_registration(GENRE_TASK)
+    # Only a registration of this very model counts: one written after the genre model was fitted.
+    if (
+        registration.is_file()
+        and registration.stat().st_mtime >= paths.task_models(GENRE_TASK).stat().st_mtime
+    ):
+        tags["gated_with_genre_version"] = str(read_json(registration)["version"])
+    return tags
 
 
 def register_task(
@@ -30,10 +53,16 @@ def register_task(
     main = params.split.protocol
     metrics = read_json(paths.task_metrics(task))
     selected = metrics["selected"]
-    challenger_metrics = metrics[main][selected]
     model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(task) / main / selected))
     tracks, splits = load_tables(paths)
     holdout = task_rows(tracks, splits, params, task, main, "test")
+    # The gate's condition: with the genre this run's genre model predicts (as a batch without a genre is
+    # scored), or the track's own; champion and challenger are judged on the very same inputs.
+    condition = "given"
+    if params.registry.gate_condition == "predicted" and takes_predicted_genre(spec, params):
+        condition = GENRE_PREDICTED
+        genre_classes = TASK_SPECS[GENRE_TASK].classes(tracks)
+        holdout = with_genre(holdout, predicted_genre(paths, holdout, main, genre_classes))
 
     tracker = Tracker.for_project(paths, params)
     data_hash = read_json(paths.ingest_meta)["content_hash"]
@@ -44,7 +73,9 @@ def register_task(
         "params_hash": params_hash(params),
         "git_commit": git_commit(paths.root),
         "protocol": main,
-        **{f"holdout_{k}": f"{v:.4f}" for k, v in challenger_metrics.items() if isinstance(v, float)},
+        **{f"holdout_{k}": f"{v:.4f}" for k, v in metrics[main][selected].items() if isinstance(v, float)},
+        "gate_condition": "genre " + condition.removeprefix("genre_"),
+        **_genre_gated_with(paths, condition),
         # The same holdout with the genre this run's genre model predicts: the quality a batch without a
         # genre gets.
         **{
@@ -99,6 +130,6 @@ def register_task(
             challenger_score=spec.gate_score(holdout, model.predict(holdout.inputs)),
             score_champion=score_champion,
         )
-    summary = {**summary, "family": selected}
+    summary = {**summary, "family": selected, "gate_condition": condition}
     write_json(summary, paths.task_registration(task))
     return summary
