@@ -69,7 +69,7 @@ class Stage:
     name: str
     function: Callable[..., dict[str, Any]]
     command: tuple[str, ...]  # `trackflow` arguments; "{task}" stands for the task of a per-task stage
-    deps: tuple[PathOf, ...]
+    deps: tuple[PathOf | WhenTrained, ...]
     outs: tuple[Out, ...]
     params: tuple[str, ...]
     per_task: bool = False
@@ -125,9 +125,22 @@ def _t(method: str) -> PathOf:
     return lambda paths, task: getattr(paths, method)(task)
 
 
-def _genre_models(paths: ProjectPaths, _task: str) -> Path:
-    """The genre task's fitted models: what fills the genre input of the other tasks when it is missing."""
+@dataclass(frozen=True)
+class WhenTrained:
+    """A dependency on another task's outputs, there only when params.yaml's train.tasks trains that task:
+    dvc.yaml is generated for the project's params, so a change of train.tasks means `trackflow dvc-yaml`
+    (the runner and `make lint` say so)."""
+
+    task: str
+    path: PathOf
+
+
+def _genre_model_folder(paths: ProjectPaths, _task: str) -> Path:
     return paths.task_models(GENRE_TASK)
+
+
+# The genre task's fitted models: what fills the genre input of the other tasks when a batch lacks it.
+_genre_models = WhenTrained(GENRE_TASK, _genre_model_folder)
 
 
 def _under(base: PathOf, *parts: str) -> PathOf:
