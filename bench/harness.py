@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trackflow.stages.common import git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 # A child that runs longer than this is stuck, not slow: the suite never fails on time otherwise.
 DEFAULT_CHILD_TIMEOUT_S = 3 * 3600
@@ -231,23 +233,6 @@ def tool(name: str) -> str:
 
 
 # --- results files ---
-def git_commit(repo: Path) -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}-dirty" if commit and dirty else commit or "unknown"
-
-
 def host_cpu_ticks() -> dict[str, int] | None:
     """The machine's CPU time counters since boot (Linux /proc/stat), None elsewhere. On a virtual machine
     `steal` is the time the hypervisor gave our virtual CPUs to other guests: wall times measured while it
@@ -278,7 +263,7 @@ def write_result(ctx: Context, section: str, status: str, seconds: float, data: 
         "quick": ctx.quick,
         "repeats": ctx.repeats,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(ctx.repo),
+        "commit": git_commit(ctx.repo, digits=12),
         "seconds": round(seconds, 2),
         "data": dict(data),
     }

@@ -56,18 +56,16 @@ class GenreVocabulary:
 def normalise_genres(values: pd.Series, vocabulary: GenreVocabulary) -> tuple[pd.Series, pd.Series]:
     """Canonical genre sets for `values` (null stays null), and per row a note naming what is unknown
     (null where the row is fine). A row with an unknown genre gets a null genre and a note."""
-    canonical: list[object] = []
-    notes: list[object] = []
-    for value in values.astype("string").tolist():
-        if value is pd.NA or not str(value).strip():
-            canonical.append(pd.NA)
-            notes.append(pd.NA)
-            continue
+    text = values.astype("string").str.strip().replace("", pd.NA)
+    # A batch repeats few distinct spellings: each is matched once, then mapped onto the rows.
+    canonical: dict[str, object] = {}
+    notes: dict[str, object] = {}
+    for value in text.dropna().unique():
         genre, unknown = vocabulary.canonical(str(value))
-        canonical.append(genre if genre is not None else pd.NA)
+        canonical[value] = genre if genre is not None else pd.NA
         names = ", ".join(repr(u) for u in unknown)
-        notes.append(f"track_genre: {names} is not a known genre (configs/genres.txt)" if unknown else pd.NA)
+        notes[value] = f"track_genre: {names} is not a known genre (configs/genres.txt)" if unknown else pd.NA
     return (
-        pd.Series(canonical, index=values.index, dtype="string"),
-        pd.Series(notes, index=values.index, dtype="string"),
+        text.map(canonical).astype("string"),
+        text.map(notes).astype("string"),
     )

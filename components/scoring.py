@@ -120,12 +120,12 @@ def score_rows(
     dropped = [c for c in (*LABEL_COLUMNS, *passthrough) if c in rows.columns]
     inputs = plain_inputs(rows.drop(columns=dropped))
     out = pd.DataFrame({key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns})
-    given = (
-        rows[GENRE].astype(object).where(rows[GENRE].notna(), None).to_numpy()
-        if GENRE in rows.columns
-        else np.array([None] * len(rows), dtype=object)
-    )
-    has_genre = np.array([g is not None for g in given], dtype=bool)
+    if GENRE in rows.columns:
+        has_genre = rows[GENRE].notna().to_numpy()
+        given = np.where(has_genre, rows[GENRE].astype(object).to_numpy(), None)
+    else:
+        has_genre = np.zeros(len(rows), dtype=bool)
+        given = np.full(len(rows), None, dtype=object)
     filled: dict[str, np.ndarray] = {GENRE: given}
     source = np.where(has_genre, GIVEN, UNKNOWN).astype(object)
     for task in SCORING_ORDER:

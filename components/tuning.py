@@ -20,8 +20,9 @@ would have reached.
 Studies live in the given Optuna storage: re-running `tune` with the same study name resumes it and only
 runs the trials still missing up to `n_trials`.
 
-One module of about 450 lines: the study, its pruner and the refit plan share the folds and the early-
-stopping conventions (kept iterations per fold, patience) that tie tuning to the final fit.
+The study and the refit plan share the folds and the early-stopping conventions (kept iterations per fold,
+patience) that tie tuning to the final fit, so they stay together; how a study treats its trials (the
+pruner, trials a killed process left RUNNING) is components/trials.py.
 """
 
 from __future__ import annotations
@@ -42,62 +43,18 @@ from sklearn.pipeline import Pipeline
 
 from components.families import Family, ParamSpec, suggest_params
 from components.tasks import TaskKind
+from components.trials import (
+    ABANDONED_ATTR,
+    FOLD_STEP_OFFSET,
+    OWNER_ATTR,
+    STALL_STEPS_ATTR,
+    StallMedianPruner,
+    fail_abandoned_trials,
+)
 
 DIRECTION = "minimize"  # every metric below is a loss
-FOLD_STEP_OFFSET = 1_000_000  # fold-level reports sit above any iteration / epoch step
 METRIC_NAMES: dict[str, str] = {"regression": "rmse", "binary": "log_loss", "multiclass": "log_loss"}
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-STALL_STEPS_ATTR = "stall_steps"  # trial user attr: steps without improvement before iteration pruning
-OWNER_ATTR = "owner"  # trial user attr: the process that runs the trial (host, pid, start time)
-ABANDONED_ATTR = "abandoned"  # trial user attr: why a trial left RUNNING by a dead process was failed
-
-
-class StallMedianPruner(optuna.pruners.BasePruner):
-    """Median pruning that does not cut slow learners (for minimised values).
-
-    Iteration steps (below FOLD_STEP_OFFSET): a trial is pruned when its best value so far is worse than
-    the median of the completed trials at the same step, and it has not improved over its last
-    `stall_steps` reports (the trial's user attr STALL_STEPS_ATTR, else `default_stall_steps`). Without the
-    second condition a trial with a low learning rate, behind at every early step but still improving, is
-    cut: on the full-profile popularity studies, plain median pruning cut 36 of 40 CatBoost and 28 of 40
-    XGBoost trials inside their first fit, most at iteration 10 (the first step past the warm-up), and
-    only the trials with the highest learning rates completed. Fold steps: the trial's value against the
-    median of the completed trials' values at the same step; these are finished fits, so no stall is needed.
-    """
-
-    def __init__(self, n_startup_trials: int = 2, n_warmup_steps: int = 10, default_stall_steps: int = 10):
-        if n_startup_trials < 0 or n_warmup_steps < 0 or default_stall_steps < 1:
-            raise ValueError(
-                "n_startup_trials and n_warmup_steps must be >= 0 and default_stall_steps >= 1, got "
-                f"{n_startup_trials}, {n_warmup_steps}, {default_stall_steps}"
-            )
-        self.n_startup_trials = n_startup_trials
-        self.n_warmup_steps = n_warmup_steps
-        self.default_stall_steps = default_stall_steps
-
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None:
-            return False
-        if study.direction != optuna.study.StudyDirection.MINIMIZE:
-            raise ValueError("StallMedianPruner prunes minimised values only")
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        others = [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
-        if len(completed) < max(1, self.n_startup_trials) or not others:
-            return False
-        median = float(np.nanmedian(others))
-        if step >= FOLD_STEP_OFFSET:
-            return bool(trial.intermediate_values[step] > median)
-        if step < self.n_warmup_steps:
-            return False
-        history = [
-            value for key, value in sorted(trial.intermediate_values.items()) if key < FOLD_STEP_OFFSET
-        ]
-        stall_steps = int(trial.user_attrs.get(STALL_STEPS_ATTR, self.default_stall_steps))
-        if len(history) <= stall_steps:
-            return False
-        improved_lately = min(history[-stall_steps:]) < min(history[:-stall_steps])
-        return not improved_lately and min(history) > median
 
 
 @dataclass(frozen=True)
@@ -190,32 +147,6 @@ def _ensure_sqlite_parent(storage: str) -> None:
     prefix = "sqlite:///"
     if storage.startswith(prefix) and storage[len(prefix) :] not in ("", ":memory:"):
         Path(storage[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
-
-
-def fail_abandoned_trials(
-    study: optuna.Study,
-    storage: optuna.storages.BaseStorage,
-    owner_gone: Callable[[Mapping[str, str]], bool],
-    marked_by: Mapping[str, str] | None = None,
-) -> list[int]:
-    """Mark FAIL the trials left RUNNING by an owner that no longer exists; returns their numbers."""
-    abandoned = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if isinstance(t.user_attrs.get(OWNER_ATTR), Mapping) and owner_gone(t.user_attrs[OWNER_ATTR])
-    ]
-    if not abandoned:
-        return []
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in abandoned:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        storage.set_trial_user_attr(
-            trial_id,
-            ABANDONED_ATTR,
-            {"reason": "left RUNNING by a process that no longer exists", "marked_by": dict(marked_by or {})},
-        )
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    return [t.number for t in abandoned]
 
 
 def tune(

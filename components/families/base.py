@@ -46,7 +46,7 @@ class Family(ABC):
     # family does not iterate). Its tuned value is a ceiling; the final fit finds the count to use.
     iterations_param: ClassVar[str | None] = None
     # The early-stopping window (iterations or epochs without improvement before a fit stops); tuning
-    # prunes a lagging trial only once it has stalled for half of it (components.tuning.StallMedianPruner).
+    # prunes a lagging trial only once it has stalled for half of it (components.trials.StallMedianPruner).
     patience_param: ClassVar[str | None] = None
 
     @property

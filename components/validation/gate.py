@@ -49,9 +49,10 @@ def validate_tracks(
     # checks to the valid output. With a required column missing the extras stay, so that the column-set
     # check can suggest a rename.
     given_inputs = [c for c in suite.scoring_inputs if c in work.columns]
-    extra = [c for c in work.columns if c not in (*suite.required_columns, *_INTERNAL_COLUMNS, *given_inputs)]
-    if not suite.for_scoring or set(suite.required_columns) - set(work.columns):
-        extra = []
+    extra: list[str] = []
+    if suite.for_scoring and set(suite.required_columns) <= set(work.columns):
+        known = {*suite.required_columns, *_INTERNAL_COLUMNS, *given_inputs}
+        extra = [c for c in work.columns if c not in known]
     carried = work[given_inputs + extra]
     work = work.drop(columns=given_inputs + extra)
     dataset_columns = [c for c in work.columns if c not in _INTERNAL_COLUMNS]

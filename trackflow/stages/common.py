@@ -24,10 +24,13 @@ def params_hash(params: Params) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def git_commit(root: Path) -> str:
+def git_commit(root: Path, digits: int | None = None) -> str:
+    """The checkout's commit (the first `digits` hex digits when given), `-dirty` when tracked files
+    changed, "unknown" outside git."""
+    revision = ["git", "rev-parse", *([f"--short={digits}"] if digits else []), "HEAD"]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+            revision, cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
