@@ -12,7 +12,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import audio, drift, environment, quality, repro, scoring, training, validation
+from bench import audio, drift, environment, genre_input, quality, repro, scoring, training, validation
 from bench.harness import (
     REPO,
     BenchError,
@@ -34,6 +34,7 @@ SECTIONS: dict[str, Section] = {
     "scoring": scoring.run,
     "validation": validation.run,
     "drift": drift.run,
+    "genre-input": genre_input.run,
     "audio": audio.run,
     "quality": quality.run,
 }

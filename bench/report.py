@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bench import audio, drift, environment, quality, repro, scoring, training, validation
+from bench import audio, drift, environment, genre_input, quality, repro, scoring, training, validation
 from bench.format import ranged, seconds, steal_note, table, yes_no
 from bench.training import ratio_text
 
@@ -30,6 +30,7 @@ SECTION_TITLES = {
     "scoring": "Batch scoring",
     "validation": "Validation",
     "drift": "Drift report",
+    "genre-input": "Popularity and hit without a given genre",
     "audio": "Audio extraction",
     "quality": "Quality",
 }
@@ -150,6 +151,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "scoring": scoring.render,
     "validation": validation.render,
     "drift": drift.render,
+    "genre-input": genre_input.render,
     "audio": audio.render,
     "quality": quality.render,
 }

@@ -125,8 +125,8 @@ class RegisterParams(_Section):
     # A challenger becomes champion only when it beats the champion's holdout score by more than this
     # (popularity: RMSE lower; genre: top-1 set accuracy higher; hit: ROC-AUC higher).
     promotion_margin: dict[TaskName, float]
-    # The holdout condition the gate compares popularity and hit on: `predicted` (the genre input filled by
-    # this run's genre model, as a scoring batch without a genre gets it) or `given` (the track's own genre).
+    # The holdout condition the gate compares popularity and hit on: `predicted` (no genre, as a scoring batch
+    # without one meets the models: their genre-free fallback answers) or `given` (the track's own genre).
     gate_condition: Literal["given", "predicted"]
 
 
@@ -148,6 +148,9 @@ class DriftParams(_Section):
     # Rows of a batch (and of the reference) compared, sampled with `seed` beyond this; bounds memory.
     max_rows: int = Field(ge=100)
     seed: int
+    # Retrain when the champions' realised error on new labels is worse than their holdout error by more
+    # than this: popularity RMSE higher by this share of it, hit ROC-AUC lower by this much.
+    realised_error_margin: dict[Literal["popularity", "hit"], float]
 
 
 class SimulateParams(_Section):

@@ -3,10 +3,12 @@
 The champions are MLflow pyfunc models with the preprocessing inside, so scoring hands them the raw columns of
 the dataset. `track_genre` is the genre task's label and also an input of the popularity and hit models. A
 batch may carry it (normalised to the dataset's spellings, components/genres.py): where a row has it, those
-models take it; elsewhere the genre champion's top-1 prediction fills it, or, without a genre champion, it
-is unknown (the models then impute by the global medians). `genre_input` says which, per row: given,
-predicted or unknown. A batch's own extra columns (a catalog id, a playlist) are never model inputs: they
-are carried to the predictions file as they came, unless one would overwrite an output column.
+models take it; elsewhere their genre-free fallback answers (components/task_model.py), and the genre
+champion's prediction goes to the output only: fed a guessed genre, a model trained on true genres does
+worse than one that never saw a genre. `genre_input` says, per row, whether the genre was given, or is
+predicted (or unknown, without a genre champion). A batch's own extra columns (a catalog id, a playlist)
+are never model inputs: they are carried to the predictions file as they came, unless one would overwrite
+an output column.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from components.tasks import TASK_SPECS
 # The prediction column of each task.
 PREDICTION_COLUMNS: dict[str, str] = {name: spec.prediction_column for name, spec in TASK_SPECS.items()}
 KEY_COLUMNS: tuple[str, ...] = ("track_id", "artists", "track_name")
-# Tasks whose answer fills another model's input (genre) score first.
+# The task whose answer stands for a missing input (genre) scores first.
 SCORING_ORDER: tuple[str, ...] = tuple(sorted(TASK_SPECS, key=lambda t: TASK_SPECS[t].answers_input is None))
 # The outlier model of discovery (`outliers@champion`), when registered: an outlier score and flag per row,
 # so that a batch's share of odd or broken tracks is visible beside its predictions.
@@ -126,20 +128,16 @@ def score_rows(
     else:
         has_genre = np.zeros(len(rows), dtype=bool)
         given = np.full(len(rows), None, dtype=object)
-    filled: dict[str, np.ndarray] = {GENRE: given}
+    inputs = inputs.assign(**{GENRE: given})
     source = np.where(has_genre, GIVEN, UNKNOWN).astype(object)
     for task in SCORING_ORDER:
         champion = champions.get(task)
         if champion is None:
             continue
         spec = TASK_SPECS[task]
-        taken = {c: v for c, v in filled.items() if c in spec.input_columns}
-        frame = conform_to_signature(_model_columns(champion.model, inputs.assign(**taken)), champion.model)
+        frame = conform_to_signature(_model_columns(champion.model, inputs), champion.model)
         predicted = np.asarray(champion.model.predict(frame))
         if spec.answers_input is not None:
-            # A given genre wins; the genre champion's answer fills only the rows without one.
-            current = filled[spec.answers_input]
-            filled[spec.answers_input] = np.where(has_genre, current, predicted.astype(object))
             source = np.where(has_genre, GIVEN, PREDICTED).astype(object)
         out[spec.prediction_column] = predicted.astype(spec.answer_dtype)
         out[f"{task}_model_version"] = champion.version

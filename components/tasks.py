@@ -46,11 +46,15 @@ class TaskData:
     track_ids: np.ndarray
     label_sets: list[set[str]] | None = None
 
-    def sample(self, limit: int | None, seed: int) -> TaskData:
-        """A seeded sample of whole rows (keeps groups consistent with their rows)."""
-        if limit is None or len(self.y) <= limit:
+    def sample(self, limit: int | None, seed: int, always: np.ndarray | None = None) -> TaskData:
+        """A seeded sample of whole rows (keeps groups consistent with their rows): at most `limit` of the
+        rows not flagged in `always`, and every flagged one (labelled rows, which the run must learn)."""
+        always = np.zeros(len(self.y), dtype=bool) if always is None else np.asarray(always, dtype=bool)
+        rest = np.flatnonzero(~always)
+        if limit is None or len(rest) <= limit:
             return self
-        keep = np.sort(np.random.default_rng(seed).choice(len(self.y), size=limit, replace=False))
+        picked = np.random.default_rng(seed).choice(rest, size=limit, replace=False)
+        keep = np.sort(np.concatenate([picked, np.flatnonzero(always)]))
         return TaskData(
             self.inputs.iloc[keep].reset_index(drop=True),
             self.y[keep],
@@ -67,8 +71,9 @@ class TaskSpec(ABC):
     prediction_column: str  # of batch scoring's output
     input_columns: tuple[str, ...] = MODEL_INPUT_COLUMNS
     kind: ClassVar[TaskKind]
-    # The input column this task's answer can stand in for when scoring rows that lack it (genre: the
-    # genre champion's top-1 fills track_genre for the models that take it), and the answer's dtype.
+    # The input column this task's answer predicts for rows that lack it (genre: track_genre), which scoring
+    # reports beside the other answers without feeding it to them (their genre-free fallback answers such
+    # rows, components/task_model.py), and the answer's dtype.
     answers_input: ClassVar[str | None] = None
     answer_dtype: ClassVar[str] = "float64"
     # The holdout metric that decides promotion, and whether lower is better.
@@ -330,7 +335,7 @@ def genre_classes(tracks: pd.DataFrame) -> list[str]:
     return sorted({g for s in tracks["track_genre"].astype(str) for g in s.split(GENRE_SEPARATOR) if g})
 
 
-# The task whose answer fills the genre input of the others, and the metrics key of the holdout scores with
-# that answer in place of the true genre (what a scoring batch without a genre gets).
+# The task that predicts the genre, and the metrics key of the holdout scores without the genre (what a
+# scoring batch without one gets: the genre-free fallback of popularity and hit).
 GENRE_TASK: TaskName = "genre"
 GENRE_PREDICTED = "genre_predicted"

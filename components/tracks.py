@@ -9,6 +9,8 @@ import pandas as pd
 
 from components.schema import ARTIST_SEPARATOR, AUDIO_FEATURES, GENRE_SEPARATOR
 
+LABEL_BATCH = "label_batch"  # components/labels.py merges labelled rows in with this column
+
 # Columns that are identical across the copies of one track in the real data (checked: 0 conflicts);
 # `first` is exact for them. Popularity differs for 720 tracks and is reconciled explicitly.
 _PER_TRACK_FIRST = ("artists", "album_name", "track_name", "duration_ms", "explicit", *AUDIO_FEATURES)
@@ -58,6 +60,9 @@ def collapse_to_tracks(
         tracks.insert(0, "popularity", popularity)
     else:
         conflicting = 0
+    if LABEL_BATCH in kept.columns:
+        # Which labelled batch a track's row came from (null: the dataset's own): labelled rows always train.
+        tracks[LABEL_BATCH] = grouped[LABEL_BATCH].first()
     tracks = tracks.reset_index()
     tracks["primary_artist"] = primary_artist(tracks["artists"])
     report = CollapseReport(

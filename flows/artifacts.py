@@ -63,7 +63,7 @@ def training_markdown(result: Mapping[str, Any]) -> str:
                 "task",
                 "selected",
                 "holdout",
-                "holdout, genre predicted",
+                "holdout, no genre given",
                 "registered",
                 "promotion",
                 "failed families",
@@ -117,7 +117,7 @@ def drift_markdown(summary: Mapping[str, Any]) -> str:
     elif summary["retrain"]:
         decision = f"retraining due but disabled: {summary['retrain_reason']}"
     else:
-        decision = "no retraining: the drifted share is under drift.retrain_share"
+        decision = summary["decision"]
     lines = [
         f"# Drift of {summary['batch']}",
         "",
@@ -127,6 +127,17 @@ def drift_markdown(summary: Mapping[str, Any]) -> str:
         f"- report: `{summary['report_path']}`, [MLflow run]({run_url(summary['mlflow_run_id'])})",
         f"- decision: {decision}",
     ]
+    performance = summary.get("performance")
+    if performance and performance.get("rows"):
+        realised = "; ".join(
+            f"{task} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k in ("rmse", "r2", "roc_auc"))
+            for task, m in performance["realised"].items()
+            if task != "genre"
+        )
+        lines.append(
+            f"- realised on {performance['rows']} labelled tracks of {performance['batch']}: {realised} "
+            f"(holdout {performance['holdout']}); degraded: {'; '.join(performance['degraded']) or 'no'}"
+        )
     if retraining and retraining["mode"] == "deployment":
         lines.append(f"- retraining flow run: `{retraining['flow_run_id']}` of {retraining['deployment']}")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ import typer
 from components.discovery import PARTS, DiscoveryInputError
 from components.ingest import IngestError
 from components.io import write_text
+from components.labels import LabelError
 from components.tasks import TASKS
 from components.validation import DataValidationError
 from trackflow.acquire import DataAcquisitionError
@@ -27,6 +28,7 @@ from trackflow.parts import ThreadParts
 from trackflow.paths import InvalidNameError, ProjectPaths, checked_name
 from trackflow.stages import audio as audio_stage
 from trackflow.stages import data as data_stage
+from trackflow.stages import labels as labels_stage
 from trackflow.stages import simulate as simulate_stage
 from trackflow.stages.common import params_for
 from trackflow.stages.discovery import discover as discover_stage
@@ -56,6 +58,7 @@ USER_ERRORS = (
     DiscoveryInputError,
     InvalidNameError,
     ProjectLockedError,
+    LabelError,
 )
 
 
@@ -224,6 +227,16 @@ def score(
     for rejected in result["rejected"]:
         typer.secho(f"rejected {rejected['batch']}: {rejected['reason']}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{len(result['scored'])} batch(es) scored, {len(result['rejected'])} rejected")
+
+
+@app.command()
+def label(
+    batch: str = typer.Argument(..., help="A scored batch's name.", callback=_plain_name("batch")),
+    labels: Path = typer.Argument(..., help="CSV or parquet: track_id, and popularity and/or track_genre."),
+    root: Path = ROOT,
+) -> None:
+    """Attach observed outcomes to a scored batch -> data/labels/ (through the gate); training learns them."""
+    _run(labels_stage.label_batch, root, batch=batch, labels_path=labels)
 
 
 @app.command()

@@ -16,9 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from components.params import Params
-from components.tasks import TASKS
 from trackflow.codedeps import Analyzer, ModuleIndex, Reach
-from trackflow.config import load_params
 from trackflow.paths import CONFIG_FILES, ProjectPaths
 from trackflow.pipeline import (
     CODE_ROOT,
@@ -32,7 +30,6 @@ from trackflow.pipeline import (
     Pipeline,
     PipelineError,
     Stage,
-    WhenTrained,
 )
 
 
@@ -164,23 +161,11 @@ def _relative(path_of: PathOf, task: str) -> str:
     return relative.replace(_ITEM_STAND_IN, TASK_ITEM)
 
 
-def _trained_tasks(root: Path) -> tuple[str, ...]:
-    """The project's train.tasks (every task when it has no params.yaml yet)."""
-    params = root / "params.yaml"
-    return tuple(load_params(params).train.tasks) if params.is_file() else TASKS
-
-
 def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
     deps = stage_deps(stage, root)
-    trained = _trained_tasks(root)
-    paths = [
-        d.path if isinstance(d, WhenTrained) else d
-        for d in stage.deps
-        if not isinstance(d, WhenTrained) or d.task in trained
-    ]
     entry: dict[str, Any] = {
         "cmd": stage.cli(),
-        "deps": [*(_relative(d, TASK_ITEM) for d in paths), *deps.code, *deps.configs],
+        "deps": [*(_relative(d, TASK_ITEM) for d in stage.deps), *deps.code, *deps.configs],
     }
     if stage.params:
         entry["params"] = list(stage.params)

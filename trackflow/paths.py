@@ -170,6 +170,11 @@ class ProjectPaths:
     def discovery_registration(self) -> Path:
         return self.root / "data" / "registry" / "discovery.json"
 
+    @property
+    def labels_dir(self) -> Path:
+        """Labelled rows (`trackflow label`, or dropped by hand): immutable files featurize merges."""
+        return self.root / "data" / "labels"
+
     # Batch scoring and drift monitoring.
     def predictions(self, batch: str) -> Path:
         batch = checked_name("batch", batch)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.tasks import GENRE_TASK, TASK_SPECS
+from components.tasks import TASK_SPECS
 from trackflow.paths import ProjectPaths
 from trackflow.stages.data import featurize, ingest, split, validate
 from trackflow.stages.discovery.discover import discover
@@ -69,7 +69,7 @@ class Stage:
     name: str
     function: Callable[..., dict[str, Any]]
     command: tuple[str, ...]  # `trackflow` arguments; "{task}" stands for the task of a per-task stage
-    deps: tuple[PathOf | WhenTrained, ...]
+    deps: tuple[PathOf, ...]
     outs: tuple[Out, ...]
     params: tuple[str, ...]
     per_task: bool = False
@@ -109,8 +109,8 @@ class Pipeline:
         return self.data + self.per_task
 
     def plan(self, tasks: Iterable[str]) -> list[tuple[Stage, str | None]]:
-        """(stage, task) in run order: one task's stages all run before the next task's, and a task whose
-        answer fills another's input (genre) first, as the others are judged with its predictions."""
+        """(stage, task) in run order: one task's stages all run before the next task's, the task whose
+        answer stands for a missing input (genre) first, as scoring runs them."""
         ordered = sorted(tasks, key=lambda t: TASK_SPECS[t].answers_input is None)
         return [(s, None) for s in self.data] + [(s, t) for t in ordered for s in self.per_task]
 
@@ -123,24 +123,6 @@ def _p(attribute: str) -> PathOf:
 def _t(method: str) -> PathOf:
     """A per-task ProjectPaths method (`tuning(task)`) as a path of the stage."""
     return lambda paths, task: getattr(paths, method)(task)
-
-
-@dataclass(frozen=True)
-class WhenTrained:
-    """A dependency on another task's outputs, there only when params.yaml's train.tasks trains that task:
-    dvc.yaml is generated for the project's params, so a change of train.tasks means `trackflow dvc-yaml`
-    (the runner and `make lint` say so)."""
-
-    task: str
-    path: PathOf
-
-
-def _genre_model_folder(paths: ProjectPaths, _task: str) -> Path:
-    return paths.task_models(GENRE_TASK)
-
-
-# The genre task's fitted models: what fills the genre input of the other tasks when a batch lacks it.
-_genre_models = WhenTrained(GENRE_TASK, _genre_model_folder)
 
 
 def _under(base: PathOf, *parts: str) -> PathOf:
@@ -206,10 +188,11 @@ FEATURIZE = Stage(
     "featurize",
     featurize,
     ("featurize",),
-    deps=(_p("validated_tracks"),),
+    # The labels that came back (`trackflow label`): merged in, a newer label for a track replacing the older.
+    deps=(_p("validated_tracks"), _p("labels_dir")),
     outs=(Out(_p("features")), Out(_p("featurize_meta"), cache=False)),
-    params=("featurize",),
-    about="One row per track_id, its genres as a set.",
+    params=("featurize", "validate"),
+    about="One row per track_id, its genres as a set; labelled rows merged in.",
 )
 
 
@@ -258,8 +241,7 @@ EVALUATE = Stage(
     "evaluate",
     evaluate_task,
     ("evaluate", "--task", "{task}"),
-    # The genre models too: popularity and hit are also judged with the genre they predict (as scored).
-    deps=(_t("task_models"), _genre_models, _p("features"), _p("splits")),
+    deps=(_t("task_models"), _p("features"), _p("splits")),
     outs=(
         Out(_t("task_metrics"), cache=False, metric=True),
         Out(_under(_p("reports"), "{task}", "comparison.md"), cache=False),
@@ -275,7 +257,16 @@ REGISTER = Stage(
     "register",
     register_task,
     ("register", "--task", "{task}"),
-    deps=(_t("task_models"), _genre_models, _t("task_metrics"), _p("features"), _p("splits")),
+    # The labels: the newest labelled batch is the forward holdout; featurize's summary says up to when the
+    # training rows knew the labels (a version tag the monitor reads).
+    deps=(
+        _t("task_models"),
+        _t("task_metrics"),
+        _p("features"),
+        _p("splits"),
+        _p("labels_dir"),
+        _p("featurize_meta"),
+    ),
     outs=(Out(_t("task_registration"), cache=False),),
     params=(
         "register",

@@ -379,7 +379,7 @@ def format_training_summary(result: dict[str, Any]) -> str:
             f" / {other_score:.4f} ({other}); failed families: {failed}"
         )
         if guessed := metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected):
-            lines.append(f"  {'':<10} genre predicted (as scored): {gate} {guessed[gate]:.4f} ({main})")
+            lines.append(f"  {'':<10} no genre given (as scored): {gate} {guessed[gate]:.4f} ({main})")
         version, aliases = registered["version"], registered["aliases"]
         lines.append(f"  {'':<10} registered v{version} {aliases}: {registered['promotion']}")
         timed_out = outcome["tune"]["stopped_by_timeout"]

@@ -156,6 +156,13 @@ class Tracker:
         for key, value in dict(metrics).items():
             self.client.log_metric(run_id, key, float(value))
 
+    def latest(self, model_name: str) -> Any | None:
+        """The newest version of `model_name` (the challenger alias marks it), None when there is none."""
+        try:
+            return self.client.get_model_version_by_alias(model_name, CHALLENGER)
+        except MlflowException:
+            return self.champion(model_name)
+
     def champion(self, model_name: str) -> Any | None:
         """The version behind `model_name@champion`, None when there is none."""
         try:

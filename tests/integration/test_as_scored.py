@@ -1,5 +1,6 @@
 """Models judged as they are used: popularity and hit are evaluated on the holdout with the genre given and
-with the genre this run's genre model predicts; the second is what the scoring path reproduces exactly."""
+without it (a batch without a genre, answered by the genre-free fallback); the second is what the scoring
+path reproduces exactly."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ def test_popularity_and_hit_are_judged_with_the_genre_given_and_predicted(projec
         selected = metrics["selected"]
         given, guessed = metrics["artist"][selected], metrics[GENRE_PREDICTED]["artist"][selected]
         assert set(given) == set(guessed) and given != guessed
-        assert "genre model" in metrics["genre_input"][GENRE_PREDICTED]
+        assert "genre-free fallback" in metrics["genre_input"][GENRE_PREDICTED]
         comparison = (project / "reports" / task / "comparison.md").read_text()
-        assert "with the genre predicted (as scored)" in comparison
+        assert "without a given genre (as scored)" in comparison
     assert GENRE_PREDICTED not in _metrics(project, "genre")  # its own label is never its input
 
 
@@ -67,12 +68,11 @@ def test_the_scoring_path_reproduces_the_as_scored_holdout_metrics(project: Path
 
 def test_the_gate_judges_on_the_condition_params_names_and_says_which_genre_it_used(project: Path) -> None:
     """params.yaml register.gate_condition is `predicted`: the challenger's gate score is its holdout score
-    with the predicted genre, and its version is tagged with the genre model it was gated with."""
+    without the genre, and its version is tagged with what answered that condition."""
     from mlflow import MlflowClient
 
     assert params_for(ProjectPaths.at(project)).registry.gate_condition == "predicted"
     client = MlflowClient(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
-    genre = json.loads((project / "data" / "registry" / "genre.json").read_text())
     for task, metric in (("popularity", "rmse"), ("hit", "roc_auc")):
         registered = json.loads((project / "data" / "registry" / f"{task}.json").read_text())
         selected = registered["family"]
@@ -81,6 +81,35 @@ def test_the_gate_judges_on_the_condition_params_names_and_says_which_genre_it_u
         assert registered["challenger_score"] == pytest.approx(as_scored, abs=1e-6)
         tags = client.get_model_version(task, registered["version"]).tags
         assert tags["gate_condition"] == "genre predicted"
-        assert tags["gated_with_genre_version"] == str(genre["version"])
-        assert tags["gated_with_genre_family"] == genre["family"]
+        assert tags["genre_absent_answered_by"] == "genre-free fallback"
     assert json.loads((project / "data" / "registry" / "genre.json").read_text())["gate_condition"] == "given"
+
+
+def test_every_popularity_and_hit_model_carries_a_fallback_that_never_saw_a_genre(project: Path) -> None:
+    """The fallback is the same family fitted on the same rows with the genre withheld: its features hold
+    no genre, the genre-aware estimator's do, and a batch mixing rows with and without a genre gets each
+    row's answer from the model its row calls for."""
+    import mlflow.sklearn
+
+    paths = ProjectPaths.at(project)
+    params = params_for(paths)
+    tracks, splits = pd.read_parquet(paths.features), pd.read_parquet(paths.splits)
+    _, holdout = split_frames(tracks, splits, params.split.protocol)
+    rows = holdout.head(40).drop(columns=["popularity"]).reset_index(drop=True)
+    mixed = rows.assign(track_genre=rows["track_genre"].where(rows.index % 2 == 0, None))
+    for task in ("popularity", "hit"):
+        for folder in sorted((paths.task_models(task) / "artist").iterdir()):
+            model = mlflow.sklearn.load_model(str(folder))
+            assert model.fallback is not None, folder
+            members = getattr(model.fallback, "members", [model.fallback])
+            assert all(m.named_steps["features"].genre_vocabulary_ == [] for m in members), folder
+            assert all(
+                m.named_steps["features"].genre_vocabulary_
+                for m in getattr(model.estimator, "members", [model.estimator])
+            ), folder
+            answers = model.predict(mixed)
+            with_genre, without = model.predict(rows), model.predict(rows.assign(track_genre=None))
+            expected = np.where(rows.index % 2 == 0, with_genre, without)
+            assert answers == pytest.approx(expected, abs=1e-9), folder
+            assert not np.allclose(with_genre, without), folder
+    assert mlflow.sklearn.load_model(str(paths.task_models("genre") / "artist" / "blend")).fallback is None

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, fast_params
-from trackflow.dependencies import render_dvc_yaml
 
 # Two tasks and two quick families keep this test short; the flow test covers all three tasks.
 TASKS = ("popularity", "hit")
@@ -55,9 +54,6 @@ def _clone(target: Path, env: dict[str, str]) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     fast_params(target, train__tasks=list(TASKS), train__families=FAMILIES)
-    # Without the genre task, evaluate and register lose their genre-model dependency: what a user does
-    # after editing train.tasks.
-    (target / "dvc.yaml").write_text(render_dvc_yaml(target))
     commit = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], commit):
         assert _run(cmd, target, env).returncode == 0

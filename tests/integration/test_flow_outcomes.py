@@ -129,5 +129,5 @@ def test_drift_monitoring_publishes_the_verdict_and_the_decision(project: Path) 
     (artifact,) = prefect_artifacts("drift-monitoring", state.state_details.flow_run_id)
     assert f"# Drift of {name}" in artifact.data
     assert "loudness" in artifact.data and summary["report_path"] in artifact.data
-    expected = "retraining due but disabled" if summary["retrain"] else "no retraining"
-    assert expected in artifact.data
+    assert not summary["retrain"]  # no label came back: drift alone never refits the same rows
+    assert summary["decision"] in artifact.data

@@ -3,7 +3,6 @@ code, config files and params its function reaches, read statically from the sou
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,6 @@ def test_dvc_yaml_is_what_the_definition_generates() -> None:
         "dvc.yaml is stale: run `make dvc-yaml` (trackflow dvc-yaml) and commit it"
     )
     assert list(_dvc_stages()) == [s.name for s in STAGES]
-
-
-def test_popularity_and_hit_depend_on_the_genre_models_only_when_genre_is_trained(tmp_path: Path) -> None:
-    """evaluate and register judge popularity and hit with the genre the run's genre model predicts: with
-    the genre task trained they depend on its models; without it dvc.yaml must not name a missing path."""
-    assert "data/models/genre" in _dvc_stages()["evaluate"]["deps"]
-    assert "data/models/genre" in _dvc_stages()["register"]["deps"]
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["tasks"] = ["popularity", "hit"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    without_genre = yaml.safe_load(render_dvc_yaml(tmp_path))["stages"]
-    assert "data/models/genre" not in without_genre["evaluate"]["do"]["deps"]
-    assert "data/models/genre" not in without_genre["register"]["do"]["deps"]
 
 
 def test_every_stage_lists_the_code_and_configs_it_reaches() -> None:

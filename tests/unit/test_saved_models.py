@@ -33,3 +33,26 @@ def test_a_model_saved_by_older_code_loads_and_answers_the_same(task: str) -> No
     rows = model_inputs(synthetic_tracks(300, seed=3).head(20))
     expected = np.asarray(SAVED["models"][task]["predictions"])
     assert np.asarray(model.predict(rows), dtype="float64") == pytest.approx(expected, abs=1e-8)
+
+
+class _Constant:
+    """An estimator that answers one number, whatever the rows."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def predict(self, X) -> np.ndarray:
+        return np.full(len(X), self.value)
+
+
+def test_rows_without_a_genre_are_answered_by_the_genre_free_fallback() -> None:
+    from components.task_model import TaskModel
+
+    rows = model_inputs(synthetic_tracks(300, seed=3).head(6))
+    rows.loc[[1, 4], "track_genre"] = None
+    model = TaskModel("popularity", _Constant(10.0), fallback=_Constant(20.0))
+    assert model.predict(rows).tolist() == [10.0, 20.0, 10.0, 10.0, 20.0, 10.0]
+    assert model.without_genre(rows).tolist() == [False, True, False, False, True, False]
+    assert model.predict(rows.assign(track_genre=None)).tolist() == [20.0] * 6
+    # Without a fallback (models trained before it existed) every row goes to the one estimator.
+    assert TaskModel("popularity", _Constant(10.0)).predict(rows).tolist() == [10.0] * 6

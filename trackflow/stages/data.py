@@ -13,6 +13,7 @@ from components.baseline import fit_baseline, predict_baseline
 from components.evaluation import regression_metrics
 from components.ingest import ingest_csv
 from components.io import read_json, write_json, write_parquet, write_text
+from components.labels import merge_labels
 from components.params import Params
 from components.schema import PROTOCOLS, TARGET
 from components.split import make_splits, split_frames
@@ -22,6 +23,7 @@ from trackflow import acquire
 from trackflow.config import load_suite
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import log
+from trackflow.stages.labels import read_labels
 from trackflow.tracking import Tracker
 
 
@@ -111,9 +113,19 @@ def validate(paths: ProjectPaths, params: Params, parent_run_id: str | None = No
 
 def featurize(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     listings = pd.read_parquet(paths.validated_tracks)
+    labelled = read_labels(paths, params)
+    listings, merged = merge_labels(listings, labelled)
     tracks, report = collapse_to_tracks(listings, params.featurize.popularity_reconcile)
     write_parquet(tracks, paths.features)
-    summary = report.as_dict()
+    summary = {**report.as_dict(), "labels": merged.as_dict()}
+    if merged.labelled_tracks:
+        log.info(
+            "labels: %d track(s) from %d file(s), %d new, %d replacing the dataset's",
+            merged.labelled_tracks,
+            merged.label_files,
+            merged.new_tracks,
+            merged.replaced_tracks,
+        )
     write_json(summary, paths.featurize_meta)
     return summary
 

@@ -1,5 +1,6 @@
 """Drift monitoring: a scored batch and its predictions against the champions' training rows (Evidently),
-with the report, an MLflow run and the retraining decision."""
+with the report, an MLflow run and the retraining decision, which also weighs the labels that came back
+since the champions were trained (trackflow/stages/performance.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from components.drift import (
 )
 from components.io import read_json, write_json, write_parquet, write_text
 from components.params import Params
+from components.performance import retrain_decision
 from components.schema import ROW_NUMBER
 from components.scoring import GENRE, PREDICTION_COLUMNS, Champion, score_rows
 from components.split import split_frames
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
+from trackflow.stages.performance import new_label_files, performance_check
 from trackflow.stages.scoring import ScoringError, _text_chunks, _typed, load_champions, log
 from trackflow.tracking import Tracker
 
@@ -108,8 +111,10 @@ def drift_check(
     paths: ProjectPaths, params: Params, batch: str | None = None, parent_run_id: str | None = None
 ) -> dict[str, Any]:
     """Drift of a scored batch (default: the latest) and its predictions against the champion's training
-    data: HTML report and JSON summary under reports/drift/, both logged to MLflow. The summary says
-    whether retraining is due (`retrain`) and why (`retrain_reason`); the flow acts on it."""
+    data: HTML report and JSON summary under reports/drift/, both logged to MLflow. With labels newer than
+    the champions, their realised error too (the performance monitor). The summary says whether retraining
+    is due (`retrain`), why (`retrain_reason`) and the decision in words (`decision`: "drift, no new
+    labels" when drift alone would refit the same rows); the flow acts on it."""
     name = batch or latest_scored_batch(paths)
     champions = load_champions(paths, params)
     started = time.perf_counter()
@@ -130,16 +135,29 @@ def drift_check(
             "outlier_share": float(current["is_outlier"].mean()),
             "reference_outlier_share": float(holdout["is_outlier"].mean()),
         }
+    drift_due = result.drift_share >= params.drift.retrain_share
+    tracker = Tracker.for_project(paths, params)
+    fresh = new_label_files(paths, params, tracker)
+    performance = performance_check(paths, params, fresh[-1][0], parent_run_id) if fresh else None
+    decision = retrain_decision(
+        _retrain_reason(name, result, params) if drift_due else None,
+        len(fresh),
+        performance["degraded"] if performance else [],
+    )
+    retrain = decision.retrain
     seconds = time.perf_counter() - started
-    retrain = result.drift_share >= params.drift.retrain_share
     summary = {
         "batch": name,
         **result.summary(),
         "dataset_drift": result.drift_share >= params.drift.drift_share,
         **outliers,
         "retrain_share": params.drift.retrain_share,
+        "drift_due": drift_due,
+        "new_label_files": [path.name for path, _ in fresh],
+        "performance": performance,
         "retrain": retrain,
-        "retrain_reason": _retrain_reason(name, result, params) if retrain else None,
+        "retrain_reason": decision.reason,
+        "decision": decision.decision,
         "champions": {t: c.version for t, c in champions.items()},
         "seconds": round(seconds, 3),
         "report_path": str(paths.drift_report(name)),
@@ -151,7 +169,6 @@ def drift_check(
         summary["predictions_report_path"] = str(predictions_report)
     write_json(summary, paths.drift_summary(name))
 
-    tracker = Tracker.for_project(paths, params)
     tags = {
         "stage": "drift",
         "batch": name,
@@ -159,6 +176,7 @@ def drift_check(
         "git_commit": git_commit(paths.root),
         "drift_detected": str(result.drift_detected),
         "retrain": str(retrain),
+        "retrain_decision": decision.decision[:5000],
     }
     with tracker.run(f"drift-{name}", parent_run_id, tags) as run:
         metrics = {"drift_share": result.drift_share, "drifted_columns": float(len(result.drifted_columns))}
@@ -172,12 +190,12 @@ def drift_check(
     run_id = run.id
     summary["mlflow_run_id"] = run_id
     log.info(
-        "%s: drift share %.2f (%s), prediction drift %s, %.1f s; retrain: %s",
+        "%s: drift share %.2f (%s), prediction drift %s, %.1f s; %s",
         name,
         result.drift_share,
         ", ".join(result.drifted_columns) or "no column drifted",
         summary["drifted_predictions"] or "none",
         seconds,
-        retrain,
+        decision.decision,
     )
     return summary

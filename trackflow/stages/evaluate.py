@@ -2,10 +2,9 @@
 metrics/<task>.json, the comparison table and the selected model's figures.
 
 A task whose models take the genre as an input (popularity, hit) is judged in both conditions it is used
-in: with the holdout's own genre (`genre given`, the keys under each protocol) and with the genre that this
-run's genre model predicts for the same rows (`genre_predicted`), which is what scoring gives a batch without
-a genre. That genre model was fitted on the same training rows of the same protocol, so no holdout label
-reaches the prediction."""
+in: with the holdout's own genre (`genre given`, the keys under each protocol) and without it
+(`genre_predicted`: a scoring batch without a genre, whose genre the genre champion predicts for the
+output), where the model's genre-free fallback answers (components/task_model.py)."""
 
 from __future__ import annotations
 
@@ -21,16 +20,15 @@ from components import task_report
 from components.io import atomic_path, read_json, write_json, write_text
 from components.params import Params
 from components.task_model import TaskModel
-from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskData, TaskName
+from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskData, TaskName
 from trackflow.paths import ProjectPaths
 from trackflow.stages.training import (
     load_tables,
-    predicted_genre,
     protocols,
+    reads_genre,
     rounded,
-    takes_predicted_genre,
     task_rows,
-    with_genre,
+    without_genre,
 )
 
 
@@ -75,21 +73,17 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
         # The blend and its members were compared on the same folds without early stopping: show those scores.
         metrics["cv_scores"] = {**metrics["cv_scores"], **selection["blend"]["cv_scores"]}
     spec = TASK_SPECS[task]
-    as_scored = takes_predicted_genre(spec, params)
+    as_scored = reads_genre(spec)
     if as_scored:
-        genre_selected = read_json(paths.task_models(GENRE_TASK) / "selection.json")["selected"]
         metrics["genre_input"] = {
             "given": "the holdout track's own genre",
-            GENRE_PREDICTED: f"the top-1 genre of this run's genre model ({genre_selected}), fitted on the "
-            "same training rows: what a scoring batch without a genre gets",
+            GENRE_PREDICTED: "no genre, as a scoring batch without one: the genre-free fallback answers "
+            "(the genre champion's prediction goes to the output, not into this model)",
         }
         metrics[GENRE_PREDICTED] = {}
-    genre_classes = TASK_SPECS[GENRE_TASK].classes(tracks) if as_scored else None
     for protocol in protocols(params):
         data = task_rows(tracks, splits, params, task, protocol, "test")
-        guessed = None
-        if as_scored:
-            guessed = with_genre(data, predicted_genre(paths, data, protocol, genre_classes))
+        guessed = without_genre(data) if as_scored else None
         metrics[protocol] = {}
         if guessed is not None:
             metrics[GENRE_PREDICTED][protocol] = {}
@@ -112,7 +106,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
     if as_scored:
         guessed_metrics = {**metrics, **metrics[GENRE_PREDICTED]}
         comparison += "\n" + task_report.comparison_markdown(
-            task, guessed_metrics, keys, protocols(params), condition="with the genre predicted (as scored)"
+            task, guessed_metrics, keys, protocols(params), condition="without a given genre (as scored)"
         )
     write_text(comparison, paths.reports / task / "comparison.md")
     return rounded(metrics)

@@ -15,34 +15,35 @@ from components.params import Params
 from components.schema import PROTOCOLS
 from components.scoring import conform_to_signature
 from components.task_model import TaskModel
-from components.tasks import GENRE_PREDICTED, GENRE_TASK, TASK_SPECS, TaskName
+from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskData, TaskName, TaskSpec
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
-from trackflow.stages.training import (
-    load_tables,
-    predicted_genre,
-    takes_predicted_genre,
-    task_rows,
-    with_genre,
-)
+from trackflow.stages.labels import newest_label_batch
+from trackflow.stages.training import load_tables, reads_genre, task_rows, without_genre
 from trackflow.tracking import Gate, Tracker, register_behind_gate
 
 
-def _genre_gated_with(paths: ProjectPaths, condition: str) -> dict[str, str]:
-    """Which genre model filled the gate's genre input: this run's selected family, and the genre version
-    it was registered as when this run registered it (the flow registers genre first)."""
-    if condition != GENRE_PREDICTED:
-        return {}
-    selection = read_json(paths.task_models(GENRE_TASK) / "selection.json")
-    tags = {"gated_with_genre_family": str(selection["selected"])}
-    registration = paths.task_registration(GENRE_TASK)
-    # Only a registration of this very model counts: one written after the genre model was fitted.
-    if (
-        registration.is_file()
-        and registration.stat().st_mtime >= paths.task_models(GENRE_TASK).stat().st_mtime
-    ):
-        tags["gated_with_genre_version"] = str(read_json(registration)["version"])
-    return tags
+def forward_holdout(
+    paths: ProjectPaths, params: Params, task: TaskName, tracks: pd.DataFrame, splits: pd.DataFrame
+) -> tuple[str, TaskData] | None:
+    """The newest labelled batch's tracks on the holdout side of the main protocol (never trained on): the
+    forward holdout, with its batch name; None without labels there."""
+    newest = newest_label_batch(paths)
+    if newest is None:
+        return None
+    batch, track_ids = newest
+    holdout = task_rows(
+        tracks[tracks["track_id"].isin(track_ids)], splits, params, task, params.split.protocol, "test"
+    )
+    return (batch, holdout) if len(holdout.y) else None
+
+
+def _forward_score(spec: TaskSpec, rows: TaskData, predict: Any) -> float | None:
+    """The gate metric on the forward holdout; None where it is undefined (a ROC-AUC on one class)."""
+    try:
+        return spec.gate_score(rows, predict(rows.inputs))
+    except ValueError:
+        return None
 
 
 def register_task(
@@ -56,13 +57,16 @@ def register_task(
     model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(task) / main / selected))
     tracks, splits = load_tables(paths)
     holdout = task_rows(tracks, splits, params, task, main, "test")
-    # The gate's condition: with the genre this run's genre model predicts (as a batch without a genre is
-    # scored), or the track's own; champion and challenger are judged on the very same inputs.
+    example = holdout.inputs.head(5)
+    # The gate's condition: without the genre (as a batch without one is scored), or with the track's own;
+    # champion and challenger are judged on the very same inputs.
     condition = "given"
-    if params.registry.gate_condition == "predicted" and takes_predicted_genre(spec, params):
+    forward = forward_holdout(paths, params, task, tracks, splits)
+    if params.registry.gate_condition == "predicted" and reads_genre(spec):
         condition = GENRE_PREDICTED
-        genre_classes = TASK_SPECS[GENRE_TASK].classes(tracks)
-        holdout = with_genre(holdout, predicted_genre(paths, holdout, main, genre_classes))
+        holdout = without_genre(holdout)
+        forward = None if forward is None else (forward[0], without_genre(forward[1]))
+    labels = read_json(paths.featurize_meta).get("labels", {})
 
     tracker = Tracker.for_project(paths, params)
     data_hash = read_json(paths.ingest_meta)["content_hash"]
@@ -75,9 +79,11 @@ def register_task(
         "protocol": main,
         **{f"holdout_{k}": f"{v:.4f}" for k, v in metrics[main][selected].items() if isinstance(v, float)},
         "gate_condition": "genre " + condition.removeprefix("genre_"),
-        **_genre_gated_with(paths, condition),
-        # The same holdout with the genre this run's genre model predicts: the quality a batch without a
-        # genre gets.
+        # Which model answers a row without a genre: no genre model's guess is involved in that condition.
+        **({"genre_absent_answered_by": "genre-free fallback"} if reads_genre(spec) else {}),
+        # Up to when this model's training rows knew the labels: later labels are new to it.
+        "labels_through": str(labels.get("newest_labelled_at") or "none"),
+        # The same holdout without the genre: the quality a batch without a genre gets.
         **{
             f"holdout_{GENRE_PREDICTED}_{k}": f"{v:.4f}"
             for k, v in metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected, {}).items()
@@ -115,8 +121,20 @@ def register_task(
 
         # Challenger and champion are judged on today's holdout rows through the same pyfunc contract (what
         # scoring calls), so a champion logged by an older version of this code is still comparable.
+        forward_scores: dict[str, float | None] = {}
+        if forward is not None:
+            forward_scores["challenger"] = _forward_score(spec, forward[1], model.predict)
+            tags = {**tags, "forward_holdout_batch": forward[0]}
+            if forward_scores["challenger"] is not None:
+                tags[f"forward_holdout_{spec.gate_metric}"] = f"{forward_scores['challenger']:.4f}"
+
         def score_champion(champion: Any) -> float:
-            return spec.gate_score(holdout, champion.predict(conform_to_signature(holdout.inputs, champion)))
+            def predict(inputs: pd.DataFrame) -> Any:
+                return champion.predict(conform_to_signature(inputs, champion))
+
+            if forward is not None:
+                forward_scores["champion"] = _forward_score(spec, forward[1], predict)
+            return spec.gate_score(holdout, predict(holdout.inputs))
 
         summary = register_behind_gate(
             tracker,
@@ -124,12 +142,29 @@ def register_task(
             name=task,
             description=spec.description,
             model=model,
-            input_example=holdout.inputs.head(5),
+            input_example=example,
             tags=tags,
             gate=Gate(spec.gate_metric, spec.lower_is_better, params.registry.promotion_margin[task]),
             challenger_score=spec.gate_score(holdout, model.predict(holdout.inputs)),
             score_champion=score_champion,
         )
+        if forward is not None:
+            # Reported beside the grouped holdout, not gated on: a batch is a few hundred tracks.
+            tracker.log(
+                run.id,
+                metrics={
+                    f"forward_holdout_{who}_{spec.gate_metric}": v
+                    for who, v in forward_scores.items()
+                    if v is not None
+                },
+            )
     summary = {**summary, "family": selected, "gate_condition": condition}
+    if forward is not None:
+        summary["forward_holdout"] = {
+            "batch": forward[0],
+            "rows": len(forward[1].y),
+            "metric": spec.gate_metric,
+            **forward_scores,
+        }
     write_json(summary, paths.task_registration(task))
     return summary

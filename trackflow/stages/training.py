@@ -1,5 +1,5 @@
 """What the per-task model stages share: the tables, a task's rows under a protocol, its featurizer, the
-error a task raises when no family could be trained, and the genre input as scoring fills it."""
+error a task raises when no family could be trained, and the rows without a genre."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ import hashlib
 import logging
 from typing import Any
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 
 from components.features import TrackFeaturizer
-from components.io import read_json
 from components.params import Params
 from components.schema import GENRE, PROTOCOLS
 from components.split import split_frames
-from components.task_model import TaskModel
-from components.tasks import GENRE_TASK, TASK_SPECS, TaskData, TaskName, TaskSpec
+from components.tasks import TASK_SPECS, TaskData, TaskName, TaskSpec
+from components.tracks import LABEL_BATCH
 from trackflow.paths import ProjectPaths
 
 log = logging.getLogger("trackflow")
@@ -43,6 +41,19 @@ def task_rows(
     train, test = split_frames(tracks, splits, protocol)
     rows = train if side == "train" else test
     return spec.rows(rows, spec.classes(tracks), side == "train", params.train.hit_threshold)
+
+
+def capped(rows: TaskData, tracks: pd.DataFrame, limit: int | None, seed: int) -> TaskData:
+    """A task's training rows under the profile's cap: a seeded sample of the dataset's rows, and every
+    labelled row on top (the labels that came back are what a retrain has to learn)."""
+    return rows.sample(limit, seed, always=np.isin(rows.track_ids, labelled_tracks(tracks)))
+
+
+def labelled_tracks(tracks: pd.DataFrame) -> np.ndarray:
+    """The track ids whose row came from data/labels/."""
+    if LABEL_BATCH not in tracks:
+        return np.array([], dtype=object)
+    return tracks["track_id"][tracks[LABEL_BATCH].notna()].to_numpy()
 
 
 def featurizer_factory(params: Params, task: TaskName, extra_groups: tuple[str, ...] = ()):
@@ -74,20 +85,14 @@ def rounded(value: Any, digits: int = 6) -> Any:
     return value
 
 
-# --- the genre input, as scoring fills it ------------------------------------------------------------
-def takes_predicted_genre(spec: TaskSpec, params: Params) -> bool:
-    """The task's models read the genre, and this run trains a genre model to predict it."""
-    return GENRE in spec.input_columns and GENRE_TASK in params.train.tasks
+# --- rows without a genre, as scoring meets them -----------------------------------------------------
+def reads_genre(spec: TaskSpec) -> bool:
+    """The task's models take the genre as an input (and so carry a genre-free fallback)."""
+    return GENRE in spec.input_columns
 
 
-def predicted_genre(paths: ProjectPaths, data: TaskData, protocol: str, classes: Any) -> np.ndarray:
-    """This run's selected genre model's top-1 genre for `data`'s rows (fitted on `protocol`'s training
-    rows): the input a scoring batch without a genre gets."""
-    spec = TASK_SPECS[GENRE_TASK]
-    selected = read_json(paths.task_models(GENRE_TASK) / "selection.json")["selected"]
-    model: TaskModel = mlflow.sklearn.load_model(str(paths.task_models(GENRE_TASK) / protocol / selected))
-    return spec.answer(spec.output(model, data.inputs[list(spec.input_columns)]), classes)
-
-
-def with_genre(data: TaskData, genre: np.ndarray) -> TaskData:
-    return dataclasses.replace(data, inputs=data.inputs.assign(**{GENRE: genre}))
+def without_genre(data: TaskData) -> TaskData:
+    """`data` with the genre withheld: the rows the genre-free fallback learns from, and the holdout as a
+    scoring batch without a genre meets the models."""
+    withheld = np.full(len(data.y), None, dtype=object)
+    return dataclasses.replace(data, inputs=data.inputs.assign(**{GENRE: withheld}))
