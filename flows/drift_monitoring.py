@@ -1,7 +1,9 @@
 """Drift monitoring: the latest scored batch (or the one named) and its predictions against the champions'
 training data (Evidently), report under reports/drift/ and in MLflow; when the drifted share of input
-columns reaches `drift.retrain_share`, retraining runs: the training deployment when a Prefect server has
-one, else the training flow in this process. The reason is recorded on the new training run.
+columns reaches `drift.retrain_share` and labels came back since the models were trained (or the labels
+show the champions worse than their holdout promised), retraining runs: the training deployment when a
+Prefect server has one, else the training flow in this process. The reason is recorded on the new training
+run; drift without new labels is recorded as "drift, no new labels" and retrains nothing.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def _check_and_decide(
         summary["retraining"] = trigger_retraining(root, summary["retrain_reason"])
     elif summary["retrain"]:
         logger.warning("retraining is due but disabled: %s", summary["retrain_reason"])
+    else:
+        # "drift, no new labels": drift alone would refit the rows the champions already learned.
+        logger.info("%s", summary["decision"])
     publish(DRIFT_KEY, drift_markdown(summary), f"drift of {summary['batch']} and the retraining decision")
     return summary
 

@@ -50,7 +50,8 @@ def _clone(target: Path, env: dict[str, str]) -> Path:
     """The repository's files (no produced state) with fast params, committed to a git repository."""
     for name in _tracked_files():
         source = REPO / name
-        if source.is_file() and not name.startswith(("metrics/", "data/")) and name != "dvc.lock":
+        produced = name.startswith(("metrics/", "data/")) and name != "data/labels/.gitkeep"
+        if source.is_file() and not produced and name != "dvc.lock":
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     fast_params(target, train__tasks=list(TASKS), train__families=FAMILIES)

@@ -113,6 +113,8 @@ def validate(paths: ProjectPaths, params: Params, parent_run_id: str | None = No
 
 def featurize(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     listings = pd.read_parquet(paths.validated_tracks)
+    # The labels folder is a dependency of this stage: a project that lost it gets it back, empty.
+    paths.labels_dir.mkdir(parents=True, exist_ok=True)
     labelled = read_labels(paths, params)
     listings, merged = merge_labels(listings, labelled)
     tracks, report = collapse_to_tracks(listings, params.featurize.popularity_reconcile)
