@@ -8,7 +8,7 @@ RAW := data/raw/dataset.csv
 # command below, and every process it starts (dvc's stage commands), inherits it.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-quick install data lint format ui repro ablation clean help prefect-server serve score monitor simulate dvc-yaml
+.PHONY: run test test-quick install data lint format ui repro ablation clean help prefect-server serve serve-models score monitor simulate dvc-yaml
 
 help:
 	@echo "make run     create .venv, install, fetch the data, run the training and discovery flows"
@@ -84,6 +84,10 @@ prefect-server: install
 
 serve: install
 	$(BIN)/trackflow serve
+
+# The champions over HTTP on 127.0.0.1:5050 (params.yaml serve): /predict, /invocations, /similar, /playlist.
+serve-models: install
+	$(BIN)/trackflow serve-models
 
 DRIFT ?= none
 simulate: install

@@ -290,6 +290,20 @@ class DiscoveryParams(_Section):
         return self
 
 
+class ServeParams(_Section):
+    """The model server (`trackflow serve-models`)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    # How often the registry is asked which version each alias points at: a move shows up within this.
+    poll_interval_s: float = Field(gt=0)
+    max_body_bytes: int = Field(ge=1024)
+    max_rows: int = Field(ge=1)
+    top_k: int = Field(ge=1)
+    # Every answer is appended to a JSON-lines file per day here.
+    log_dir: str
+
+
 class RunsParams(_Section):
     # A run that finds another holding the project lock waits this long for it, then stops naming the holder.
     lock_wait_s: float = Field(ge=0)
@@ -315,6 +329,7 @@ class Params(_Section):
     simulate: SimulateParams
     audio: AudioParams
     discovery: DiscoveryParams
+    serve: ServeParams
     runs: RunsParams
     mlflow: MlflowParams
 

@@ -251,7 +251,7 @@ def monitor(
     retrain: bool = typer.Option(None, "--retrain/--no-retrain", help="Override params.yaml drift.retrain."),
     root: Path = ROOT,
 ) -> None:
-    """Drift report of a scored batch vs the champions' training data; retrains past drift.retrain_share."""
+    """Drift and realised error of a scored batch; retrains on drift (or worse error) with new labels."""
     from flows.drift_monitoring import drift_monitoring
 
     _flow(lambda: drift_monitoring(root=str(root), batch=batch, retrain=retrain))
@@ -284,6 +284,23 @@ def serve(root: Path = ROOT) -> None:
     for spec in load_schedules(ProjectPaths.at(root).schedules_config).values():
         typer.echo(f"serving {spec.full_name:<26} cron '{spec.cron}' ({spec.timezone})")
     serve_deployments(root)
+
+
+@app.command("serve-models")
+def serve_models(
+    host: str = typer.Option(None, "--host", help="Address to bind (default: serve.host, 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", help="Port (default: serve.port)."),
+    root: Path = ROOT,
+) -> None:
+    """The champions over HTTP: /predict, /invocations (MLflow's protocol), /similar, /playlist, /health."""
+    from trackflow.server import serve as serve_models_app
+
+    paths = ProjectPaths.project(root)
+    try:
+        serve_models_app(paths, params_for(paths), host, port)
+    except (*USER_ERRORS, RuntimeError) as exc:
+        typer.secho(f"error [serve-models]: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from exc
 
 
 # --- audio files (docs/audio_features.md) ---

@@ -47,6 +47,7 @@ OPERATIONAL_PARAMS: dict[str, str] = {
     "score.chunk_rows": "rows per read: memory, not results",
     "audio.workers": "a worker count",
     "runs": "how long a run waits for another run's project lock",
+    "serve": "the model server's address, polling interval, request limits and log folder",
 }
 
 

@@ -38,6 +38,9 @@ from trackflow.processes import HOST_TAG, ProcessIdentity
 log = logging.getLogger("trackflow")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Tags trackflow sets on a version when it moves `champion` there itself (the gate, `trackflow promote`): the
+# model server tells a move made elsewhere (the MLflow UI) by their absence, and records it the same way.
+PROMOTED_AT, PROMOTED_VIA = "promoted_at", "promoted_via"
 # A logged model carries the components package (our transformer and model classes) as code.
 COMPONENTS_DIR = Path(components.__file__).resolve().parent
 # A tracking URI in the environment when the process starts overrides params.yaml. It is read once, here:
@@ -330,9 +333,15 @@ def apply_aliases(
     aliases = [CHALLENGER]
     if decision.promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
+        _stamp_promotion(client, model_name, version, "gate")
         aliases.append(CHAMPION)
     client.set_model_version_tag(model_name, version, "promotion_decision", decision.reason)
     return aliases
+
+
+def _stamp_promotion(client: MlflowClient, model_name: str, version: str, via: str) -> None:
+    client.set_model_version_tag(model_name, version, PROMOTED_AT, pd.Timestamp.now("UTC").isoformat())
+    client.set_model_version_tag(model_name, version, PROMOTED_VIA, via)
 
 
 def promote_by_hand(client: MlflowClient, model_name: str, version: str, who: str, reason: str) -> str | None:
@@ -343,6 +352,7 @@ def promote_by_hand(client: MlflowClient, model_name: str, version: str, who: st
     except MlflowException:
         previous = None
     client.set_registered_model_alias(model_name, CHAMPION, target.version)
+    _stamp_promotion(client, model_name, str(target.version), "cli")
     client.set_model_version_tag(model_name, target.version, "promoted_by", who)
     client.set_model_version_tag(model_name, target.version, "promotion_reason", reason)
     client.set_model_version_tag(model_name, target.version, "promotion_decision", f"manual: {reason}")

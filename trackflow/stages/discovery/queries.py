@@ -38,17 +38,26 @@ def _audio_rows(path: Path, params: Params) -> pd.DataFrame:
     return batch.tracks
 
 
+def _index(paths: ProjectPaths, index: SimilarityIndex | None) -> tuple[SimilarityIndex, float]:
+    """The given index (a server's, loaded once), or the saved one; and the milliseconds loading took."""
+    if index is not None:
+        return index, 0.0
+    tick = time.perf_counter()
+    loaded: SimilarityIndex = load_model(paths, "similar")
+    return loaded, 1000 * (time.perf_counter() - tick)
+
+
 def find_similar(
     paths: ProjectPaths,
     params: Params,
     query: str,
     k: int | None = None,
     genre_weight: float | None = None,
+    index: SimilarityIndex | None = None,
 ) -> dict[str, Any]:
-    """Neighbours of a catalogue track (by track_id) or of an audio file, with load and query times."""
-    tick = time.perf_counter()
-    index: SimilarityIndex = load_model(paths, "similar")
-    load_ms = 1000 * (time.perf_counter() - tick)
+    """Neighbours of a catalogue track (by track_id) or of an audio file, with load and query times; from
+    `index` when given (the model server's `similar-tracks@champion`), else the saved one."""
+    index, load_ms = _index(paths, index)
     k = params.discovery.similar.k if k is None else k
     tick = time.perf_counter()
     candidate = Path(query)
@@ -103,17 +112,17 @@ def make_playlist(
     targets: list[str] | None = None,
     n: int | None = None,
     genre_weight: float | None = None,
+    index: SimilarityIndex | None = None,
 ) -> dict[str, Any]:
-    """A playlist from seed track ids or from target preferences (not both), ordered for transitions."""
+    """A playlist from seed track ids or from target preferences (not both), ordered for transitions;
+    from `index` when given, else the saved one."""
     if bool(seeds) == bool(targets):
         raise DiscoveryInputError("give seed tracks (--seed) or target preferences (--target), not both")
     pp = params.discovery.playlist
     n = pp.n if n is None else n
     if n < 2:
         raise DiscoveryInputError(f"a playlist needs at least 2 tracks, got n={n}")
-    tick = time.perf_counter()
-    index: SimilarityIndex = load_model(paths, "similar")
-    load_ms = 1000 * (time.perf_counter() - tick)
+    index, load_ms = _index(paths, index)
     tick = time.perf_counter()
     parsed = parse_targets(targets, index.catalog_, pp.tolerance_sd) if targets else []
     if parsed:
