@@ -80,7 +80,7 @@ def genre_input_job(root: str) -> dict[str, Any]:
         return out / out.sum(1, keepdims=True) if normalised else out
 
     y_train, y_test = train["popularity"].to_numpy(float), test["popularity"].to_numpy(float)
-    lightgbm = {**params.ablation.lightgbm, "random_state": seed, "verbose": -1}
+    lightgbm = {**params.ablation.lightgbm.model_dump(), "random_state": seed, "verbose": -1}
 
     def fit(name: str, features: np.ndarray, conditions: Mapping[str, np.ndarray]) -> dict[str, Any]:
         regressor = lgb.LGBMRegressor(**lightgbm).fit(features, y_train)

@@ -179,3 +179,23 @@ def test_dvc_helpers_read_what_dvc_prints(tmp_path: Path) -> None:
     assert yaml.safe_load(after)["evaluate"]["hit_min_precision"] == new != old
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert len(changed) == 1  # one line, comments and layout untouched
+
+
+def test_genre_input_table_says_which_options_hold_up_without_a_genre() -> None:
+    from bench import genre_input
+
+    def scores(rmse: float, auc: float) -> dict[str, float]:
+        return {"rmse": rmse, "roc_auc": auc}
+
+    data = {
+        "train_rows": 100,
+        "test_rows": 20,
+        "guess_top1_set_accuracy": 0.2,
+        "options": [
+            {"option": "reference", "given": scores(20.0, 0.70), "absent": scores(20.0, 0.70)},
+            {"option": "guess fed in", "given": scores(16.0, 0.87), "absent": scores(21.0, 0.66)},
+            {"option": "fallback", "given": scores(16.0, 0.87), "absent": scores(20.1, 0.698)},
+        ],
+    }
+    rows = [line for line in genre_input.render(data) if line.startswith("| ") and "---" not in line][1:]
+    assert [row.rsplit("|", 2)[-2].strip() for row in rows] == ["yes", "no", "yes"]
