@@ -8,7 +8,7 @@ RAW := data/raw/dataset.csv
 # command below, and every process it starts (dvc's stage commands), inherits it.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-quick install data lint format ui repro ablation clean help prefect-server serve serve-models score monitor simulate dvc-yaml
+.PHONY: run test test-quick install data lint format ui repro ablation clean help prefect-server serve serve-models explore score monitor simulate dvc-yaml
 
 help:
 	@echo "make run     create .venv, install, fetch the data, run the training and discovery flows"
@@ -88,6 +88,10 @@ serve: install
 # The champions over HTTP on 127.0.0.1:5050 (params.yaml serve): /predict, /invocations, /similar, /playlist.
 serve-models: install
 	$(BIN)/trackflow serve-models
+
+# The explorer on http://127.0.0.1:8501: prediction, track map, genres, artists, playlists, registry.
+explore: install
+	$(BIN)/trackflow explore
 
 DRIFT ?= none
 simulate: install

@@ -15,6 +15,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from components.schema import GENRE, RAW_SCHEMA, TARGET
+from components.scoring import Champion, conform_to_signature, plain_inputs, score_rows
+from components.tasks import GENRE_TASK, TASK_SPECS
 
 _PYTHON_TYPES = {pa.string(): str, pa.int64(): int, pa.float64(): float, pa.bool_(): bool}
 # Optional in a request: the genre (the genre-free fallback answers without it) and the label.
@@ -94,6 +96,21 @@ def top_genres(probabilities: np.ndarray, classes: Sequence[str], k: int) -> lis
         [{"genre": classes[j], "probability": round(float(row[j]), 6)} for j in picks]
         for row, picks in zip(probabilities, order, strict=True)
     ]
+
+
+def answer_rows(
+    rows: pd.DataFrame, champions: Mapping[str, Champion], top_k: int, passthrough: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Batch scoring's answers for `rows` (components/scoring.py `score_rows`), and each row's `genre_top`:
+    the genre champion's k most likely genres. What the model server and the explorer show."""
+    scored = score_rows(rows, champions, pd.Timestamp.now("UTC"), passthrough)
+    genre = champions.get(GENRE_TASK)
+    if genre is not None:
+        inputs = plain_inputs(rows[list(TASK_SPECS[GENRE_TASK].input_columns)])
+        raw = genre.model.get_raw_model()
+        probabilities = raw.predict_proba(conform_to_signature(inputs, genre.model))
+        scored["genre_top"] = top_genres(probabilities, list(raw.classes), top_k)
+    return scored
 
 
 def inputs_hash(row: Mapping[str, Any]) -> str:

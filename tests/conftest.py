@@ -180,6 +180,22 @@ def trained_project(
     yield root
 
 
+@pytest.fixture(scope="session")
+def discovered_project(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained project with discovery fitted and registered (similar-tracks, clusters,
+    outliers champions), shared by the model server's and the explorer's tests. Read only, like
+    trained_project: a test that writes works on a copy."""
+    from trackflow.stages.common import params_for
+    from trackflow.stages.discovery.discover import discover
+    from trackflow.stages.discovery.register import register_discovery
+
+    root = copy_project(trained_project, tmp_path_factory.mktemp("discovered"))
+    paths = ProjectPaths.at(root)
+    discover(paths, params_for(paths))
+    register_discovery(paths, params_for(paths))
+    return root
+
+
 def prefect_artifacts(key: str, flow_run_id: object | None = None) -> list:
     """The Prefect artifacts with `key` on the test server, newest first (of one flow run when given)."""
     from prefect.client.orchestration import get_client

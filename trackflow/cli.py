@@ -303,6 +303,27 @@ def serve_models(
         raise typer.Exit(code=1) from exc
 
 
+@app.command()
+def explore(
+    port: int = typer.Option(8501, "--port", help="Port of the app."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    root: Path = ROOT,
+) -> None:
+    """The explorer: a Streamlit app (prediction, track map, genres, artists, playlists, registry)."""
+    import os
+    import subprocess
+    import sys
+
+    import trackflow.explorer
+
+    paths = ProjectPaths.project(root)  # a clear error before Streamlit starts
+    command = [sys.executable, "-m", "streamlit", "run", trackflow.explorer.__file__]
+    command += [f"--server.address={host}", f"--server.port={port}", "--server.headless=true"]
+    command += ["--browser.gatherUsageStats=false"]
+    typer.echo(f"explorer on http://{host}:{port} for {paths.root}")
+    raise typer.Exit(subprocess.call(command, env={**os.environ, "TRACKFLOW_ROOT": str(paths.root)}))
+
+
 # --- audio files (docs/audio_features.md) ---
 AUDIO_PATH = typer.Argument(..., help="A folder of audio files (wav, flac, ogg, mp3) or one file.")
 AUDIO_BATCH = typer.Option(

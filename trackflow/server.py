@@ -41,9 +41,6 @@ from components.schema import GENRE
 from components.scoring import (
     OUTPUT_COLUMNS,
     Champion,
-    conform_to_signature,
-    plain_inputs,
-    score_rows,
     with_known_genres,
 )
 from components.serving import (
@@ -52,12 +49,12 @@ from components.serving import (
     ProtocolError,
     SimilarRequest,
     TrackRow,
+    answer_rows,
     frame_from_invocation,
     inputs_hash,
     json_safe,
-    top_genres,
 )
-from components.tasks import GENRE_TASK, TASK_SPECS, TASKS
+from components.tasks import TASK_SPECS, TASKS
 from trackflow.config import load_suite
 from trackflow.paths import ProjectPaths
 from trackflow.stages.discovery.queries import find_similar, make_playlist
@@ -224,14 +221,7 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
         champions = {t: Champion(t, s.version, s.run_id, s.model) for t, s in served.items() if t in TASKS}
         known = set(TrackRow.model_fields)
         passthrough = [c for c in frame.columns if c not in known]
-        scored = score_rows(frame, champions, pd.Timestamp.now("UTC"), passthrough)
-        if GENRE_TASK in champions:
-            genre = champions[GENRE_TASK]
-            spec = TASK_SPECS[GENRE_TASK]
-            inputs = plain_inputs(frame[list(spec.input_columns)])
-            raw = genre.model.get_raw_model()
-            probabilities = raw.predict_proba(conform_to_signature(inputs, genre.model))
-            scored["genre_top"] = top_genres(probabilities, list(raw.classes), top_k)
+        scored = answer_rows(frame, champions, top_k, passthrough)
         request_id = str(uuid.uuid4())
         versions = {t: c.version for t, c in champions.items()}
         records = [
