@@ -24,7 +24,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +63,6 @@ log = logging.getLogger("trackflow.server")
 SIMILAR = "similar-tracks"
 
 
-@dataclass(frozen=True)
-class Served:
-    """One model behind an alias, loaded."""
-
-    name: str
-    version: str
-    run_id: str
-    model: Any  # mlflow.pyfunc.PyFuncModel
-
-
 class ServedModels:
     """The champions the server answers with: loaded once, swapped whole when an alias moves."""
 
@@ -81,11 +70,11 @@ class ServedModels:
         self.tracker = tracker
         self.names = names
         self._lock = threading.Lock()
-        self._served: dict[str, Served] = {}
+        self._served: dict[str, Champion] = {}
         self._seen_at: dict[str, pd.Timestamp] = {}  # when the server last saw each name's champion
         self.refresh()
 
-    def snapshot(self) -> dict[str, Served]:
+    def snapshot(self) -> dict[str, Champion]:
         with self._lock:
             return dict(self._served)
 
@@ -99,7 +88,7 @@ class ServedModels:
                 if version is not None:
                     self._seen_at[name] = pd.Timestamp.now("UTC")
                 continue
-            loaded = Served(
+            loaded = Champion(
                 name,
                 str(version.version),
                 str(version.run_id),
@@ -218,7 +207,7 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
         if collisions := [c for c in frame.columns if c in OUTPUT_COLUMNS]:
             raise _unprocessable(collisions[0], "has the name of an output column; rename it")
         served = models.snapshot()
-        champions = {t: Champion(t, s.version, s.run_id, s.model) for t, s in served.items() if t in TASKS}
+        champions = {task: champion for task, champion in served.items() if task in TASKS}
         known = set(TrackRow.model_fields)
         passthrough = [c for c in frame.columns if c not in known]
         scored = answer_rows(frame, champions, top_k, passthrough)
