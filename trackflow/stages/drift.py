@@ -5,10 +5,8 @@ since the champions were trained (trackflow/stages/performance.py)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from components.drift import (
@@ -24,7 +22,7 @@ from components.split import split_frames
 from trackflow.paths import ProjectPaths
 from trackflow.stages.common import git_commit, params_hash
 from trackflow.stages.performance import new_label_files, performance_check
-from trackflow.stages.scoring import ScoringError, _text_chunks, _typed, load_champions, log
+from trackflow.stages.scoring import ScoringError, load_champions, log, source_rows
 from trackflow.tracking import Tracker
 
 
@@ -76,22 +74,8 @@ def latest_scored_batch(paths: ProjectPaths) -> str:
 
 def batch_with_predictions(paths: ProjectPaths, params: Params, name: str) -> pd.DataFrame:
     """A scored batch's valid rows joined with their predictions (by source row)."""
-    summary_path = paths.predictions_summary(name)
-    if not summary_path.exists():
-        raise ScoringError(f"batch {name!r} has not been scored (no {summary_path})")
-    summary = read_json(summary_path)
-    source = summary.get("source")
-    if not source or not Path(source).exists():
-        raise ScoringError(f"batch {name!r}: its source file {source} is gone; drift needs the batch rows")
     # A batch larger than drift.max_rows is sampled chunk by chunk (seeded), so it never sits whole in memory.
-    keep_share = min(1.0, params.drift.max_rows / max(int(summary["rows_in"]), 1))
-    rng = np.random.default_rng(params.drift.seed)
-    kept, first_row = [], 2  # file lines, as when the batch was scored
-    for text in _text_chunks(Path(source), params.score.chunk_rows):
-        typed = _typed(text, first_row)
-        first_row += len(typed)
-        kept.append(typed if keep_share >= 1 else typed[rng.random(len(typed)) < keep_share])
-    rows = pd.concat(kept, ignore_index=True)
+    rows = source_rows(paths, params, name, "drift", params.drift.max_rows, params.drift.seed)
     predictions = pd.read_parquet(paths.predictions(name))
     wanted = (*PREDICTION_COLUMNS.values(), "is_outlier")
     columns = [ROW_NUMBER, *(c for c in wanted if c in predictions)]

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from components.genres import GenreVocabulary
 from components.ingest import type_columns
-from components.io import atomic_path, read_json, write_json
-from components.labels import LABEL_BATCH, LABELLED_AT, LabelError, attach_labels
+from components.io import atomic_path, write_json
+from components.labels import LABEL_BATCH, LABEL_VALUES, LABELLED_AT, LabelError, attach_labels
 from components.params import Params
 from components.schema import COLUMNS, GENRE, ROW_NUMBER
 from components.scoring import with_known_genres
@@ -23,7 +23,7 @@ from components.validation import DataValidationError, validate_tracks
 from trackflow.config import load_suite
 from trackflow.paths import ProjectPaths, checked_name
 from trackflow.stages.common import log
-from trackflow.stages.scoring import ScoringError, _text_chunks, _typed
+from trackflow.stages.scoring import source_rows
 
 LABEL_SUFFIXES = (".parquet", ".csv")
 # The oldest time: a hand-dropped file without `labelled_at` yields to every stamped label.
@@ -32,17 +32,7 @@ UNSTAMPED = pd.Timestamp("1970-01-01", tz="UTC")
 
 def scored_rows(paths: ProjectPaths, params: Params, batch: str) -> pd.DataFrame:
     """Every row of a scored batch that was scored (its quarantined rows left out), typed, with its line."""
-    summary_path = paths.predictions_summary(batch)
-    if not summary_path.exists():
-        raise ScoringError(f"batch {batch!r} has not been scored (no {summary_path})")
-    source = read_json(summary_path).get("source")
-    if not source or not Path(source).exists():
-        raise ScoringError(f"batch {batch!r}: its source file {source} is gone; labels need the batch rows")
-    chunks, first_row = [], 2
-    for text in _text_chunks(Path(source), params.score.chunk_rows):
-        chunks.append(_typed(text, first_row))
-        first_row += len(chunks[-1])
-    rows = pd.concat(chunks, ignore_index=True)
+    rows = source_rows(paths, params, batch, "labelling")
     scored = pd.read_parquet(paths.predictions(batch), columns=[ROW_NUMBER])[ROW_NUMBER]
     return rows[rows[ROW_NUMBER].isin(scored)].reset_index(drop=True)
 
@@ -82,7 +72,8 @@ def label_batch(paths: ProjectPaths, params: Params, batch: str, labels_path: Pa
     if not labels_path.is_file() or labels_path.suffix not in LABEL_SUFFIXES:
         raise LabelError(f"labels file {labels_path} does not exist or is not .csv or .parquet")
     labelled_at = pd.Timestamp.now("UTC")
-    rows = attach_labels(scored_rows(paths, params, batch), read_table(labels_path), batch, labelled_at)
+    labels = read_table(labels_path)
+    rows = attach_labels(scored_rows(paths, params, batch), labels, batch, labelled_at)
     kept = _gated(rows, paths, params, f"labels {labels_path.name} for batch {batch}")
     stamp = labelled_at.strftime("%Y%m%dT%H%M%S%fZ")
     target = paths.labels_dir / f"{batch}.{stamp}.parquet"
@@ -98,7 +89,7 @@ def label_batch(paths: ProjectPaths, params: Params, batch: str, labels_path: Pa
         "labelled_at": labelled_at.isoformat(),
         "rows_labelled": len(kept),
         "rows_failed_gate": len(rows) - len(kept),
-        "labels": [c for c in ("popularity", GENRE) if c in pd.read_parquet(target).columns],
+        "labels": [c for c in LABEL_VALUES if c in labels.columns],
     }
     write_json(summary, paths.reports / "labels" / f"{target.stem}.json")
     log.info("%s: %d track(s) labelled -> %s", batch, len(kept), target)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from components.genres import GenreVocabulary
 from components.ingest import IngestError, type_columns
-from components.io import atomic_path, write_json, write_parquet, write_text
+from components.io import atomic_path, read_json, write_json, write_parquet, write_text
 from components.params import Params
 from components.schema import INDEX_COLUMN, RAW_SCHEMA, ROW_NUMBER
 from components.scoring import (
@@ -151,6 +151,36 @@ def _typed(text: pd.DataFrame, first_row: int) -> pd.DataFrame:
     typed, _ = type_columns(text.reset_index(drop=True))
     typed.insert(0, ROW_NUMBER, np.arange(first_row, first_row + len(typed), dtype=np.int64))
     return typed
+
+
+def source_rows(
+    paths: ProjectPaths,
+    params: Params,
+    name: str,
+    purpose: str,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A scored batch's rows read back from its source file, typed as when it was scored (each with its file
+    line). Beyond `max_rows` a seeded share of each chunk is kept, so a batch larger than memory never sits
+    whole in it. `purpose` names who needs the rows, for the error."""
+    summary_path = paths.predictions_summary(name)
+    if not summary_path.exists():
+        raise ScoringError(f"batch {name!r} has not been scored (no {summary_path})")
+    summary = read_json(summary_path)
+    source = summary.get("source")
+    if not source or not Path(source).exists():
+        raise ScoringError(
+            f"batch {name!r}: its source file {source} is gone; {purpose} needs the batch rows"
+        )
+    keep_share = 1.0 if max_rows is None else min(1.0, max_rows / max(int(summary["rows_in"]), 1))
+    rng = np.random.default_rng(seed)
+    kept, first_row = [], 2  # file lines, as when the batch was scored
+    for text in _text_chunks(Path(source), params.score.chunk_rows):
+        typed = _typed(text, first_row)
+        first_row += len(typed)
+        kept.append(typed if keep_share >= 1 else typed[rng.random(len(typed)) < keep_share])
+    return pd.concat(kept, ignore_index=True)
 
 
 def scoring_suite(paths: ProjectPaths, nullable_columns: Sequence[str] = ()) -> SuiteConfig:
