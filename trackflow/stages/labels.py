@@ -101,6 +101,17 @@ def label_files(paths: ProjectPaths) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in LABEL_SUFFIXES) if folder.is_dir() else []
 
 
+def _stamped(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """`frame` of label file `path` with its batch and labelling time: a hand-dropped file without them is
+    named after the file and counts as older than any stamped one."""
+    return frame.assign(
+        **{
+            LABEL_BATCH: frame[LABEL_BATCH] if LABEL_BATCH in frame else path.name.split(".")[0],
+            LABELLED_AT: pd.to_datetime(frame[LABELLED_AT], utc=True) if LABELLED_AT in frame else UNSTAMPED,
+        }
+    )
+
+
 def label_stamps(path: Path) -> pd.DataFrame:
     """A label file's track_id, label_batch and labelled_at (of parquet, only those columns are read)."""
     wanted = ["track_id", LABEL_BATCH, LABELLED_AT]
@@ -109,13 +120,7 @@ def label_stamps(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path, columns=[c for c in wanted if c in present])
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    frame = frame.assign(
-        **{
-            LABEL_BATCH: frame[LABEL_BATCH] if LABEL_BATCH in frame else path.name.split(".")[0],
-            LABELLED_AT: pd.to_datetime(frame[LABELLED_AT], utc=True) if LABELLED_AT in frame else UNSTAMPED,
-        }
-    )
-    return frame[wanted]
+    return _stamped(frame, path)[wanted]
 
 
 def newest_label_batch(paths: ProjectPaths) -> tuple[str, np.ndarray] | None:
@@ -128,18 +133,12 @@ def newest_label_batch(paths: ProjectPaths) -> tuple[str, np.ndarray] | None:
 
 
 def read_labels(paths: ProjectPaths, params: Params) -> list[pd.DataFrame]:
-    """Every label file under data/labels/, in name order, each through the gate; a hand-dropped file
-    without `labelled_at` counts as older than any stamped one, its batch named after the file."""
+    """Every label file under data/labels/, in name order, each stamped (`_stamped`) and through the gate."""
     frames = []
     for path in label_files(paths):
         frame = read_table(path)
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise LabelError(f"label file {path} lacks the dataset column(s) {missing}")
-        if LABELLED_AT not in frame.columns:
-            frame = frame.assign(**{LABELLED_AT: UNSTAMPED})
-        if LABEL_BATCH not in frame.columns:
-            frame = frame.assign(**{LABEL_BATCH: path.name.split(".")[0]})
-        frame = frame.assign(**{LABELLED_AT: pd.to_datetime(frame[LABELLED_AT], utc=True)})
-        frames.append(_gated(frame, paths, params, f"label file {path.name}"))
+        frames.append(_gated(_stamped(frame, path), paths, params, f"label file {path.name}"))
     return frames

@@ -75,7 +75,7 @@ def performance_check(
 ) -> dict[str, Any]:
     """Realised error of the models that scored `label_file`'s batch, against their holdout error."""
     labelled = read_table(label_file)
-    batch = str(labelled[LABEL_BATCH].iloc[0]) if LABEL_BATCH in labelled else label_file.name.split(".")[0]
+    batch = str(label_stamps(label_file)[LABEL_BATCH].iloc[0])
     predictions_path = paths.predictions(batch)
     if not predictions_path.exists():
         log.info("labels %s: batch %s was never scored here, no realised error", label_file.name, batch)
