@@ -12,7 +12,18 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import audio, drift, environment, genre_input, quality, repro, scoring, training, validation
+from bench import (
+    audio,
+    drift,
+    environment,
+    genre_input,
+    quality,
+    repro,
+    scoring,
+    serving,
+    training,
+    validation,
+)
 from bench.harness import (
     REPO,
     BenchError,
@@ -32,6 +43,7 @@ SECTIONS: dict[str, Section] = {
     "training": training.run,
     "dvc": repro.run,
     "scoring": scoring.run,
+    "serving": serving.run,
     "validation": validation.run,
     "drift": drift.run,
     "genre-input": genre_input.run,
@@ -71,8 +83,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--project",
         type=Path,
-        help="an already trained project root for scoring, validation, drift and audio instead of the "
-        "suite's own training run; they write into it (batches, predictions, MLflow runs): pass a copy",
+        help="an already trained project root for scoring, serving, validation, drift and audio instead of "
+        "the suite's own training run; they write into it (batches, predictions, MLflow runs): pass a copy",
     )
     parser.add_argument(
         "--results", type=Path, help="results folder (default bench/results, bench/results/quick)"

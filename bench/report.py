@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bench import audio, drift, environment, genre_input, quality, repro, scoring, training, validation
+from bench import (
+    audio,
+    drift,
+    environment,
+    genre_input,
+    quality,
+    repro,
+    scoring,
+    serving,
+    training,
+    validation,
+)
 from bench.format import ranged, seconds, steal_note, table, yes_no
 from bench.training import ratio_text
 
@@ -28,6 +39,7 @@ SECTION_TITLES = {
     "training": "Training DAG",
     "dvc": "DVC",
     "scoring": "Batch scoring",
+    "serving": "Serving",
     "validation": "Validation",
     "drift": "Drift report",
     "genre-input": "Popularity and hit without a given genre",
@@ -149,6 +161,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "training": training.render,
     "dvc": repro.render,
     "scoring": scoring.render,
+    "serving": serving.render,
     "validation": validation.render,
     "drift": drift.render,
     "genre-input": genre_input.render,

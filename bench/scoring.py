@@ -108,12 +108,13 @@ def flow_job(root: str, batch: str, repeats: int) -> dict[str, Any]:
 
 
 def predict_job(root: str, batch: str, repeats: int) -> dict[str, Any]:
-    """Child job: the champions' pyfunc `predict` on the batch already in memory, chained as the flow
-    chains them (the genre champion's answer is the other two models' genre input). Only the predict calls
-    are timed; loading the models and reading the file are reported apart."""
+    """Child job: the champions' pyfunc `predict` on the batch already in memory, as the flow scores a
+    batch without genres (each model on the raw rows; popularity and hit answer through their genre-free
+    fallback). Only the predict calls are timed; loading the models and reading the file are reported
+    apart."""
     import pandas as pd
 
-    from components.schema import LABEL_COLUMNS
+    from components.schema import GENRE, LABEL_COLUMNS
     from components.scoring import SCORING_ORDER, conform_to_signature, plain_inputs
     from trackflow.paths import ProjectPaths
 
@@ -127,28 +128,20 @@ def predict_job(root: str, batch: str, repeats: int) -> dict[str, Any]:
     frame = pd.read_parquet(batch)
     read_s = time.perf_counter() - started
     inputs = plain_inputs(frame.drop(columns=[c for c in LABEL_COLUMNS if c in frame.columns]))
+    inputs = inputs.assign(**{GENRE: None})
     prepared = {}
     for task in SCORING_ORDER:
         if task in champions:
             model = champions[task].model
-            with_genre = inputs if task == "genre" else inputs.assign(track_genre="pop")
             schema = model.metadata.get_input_schema()
-            names = schema.input_names() if schema and schema.has_input_names() else list(with_genre.columns)
-            prepared[task] = conform_to_signature(with_genre[names], model)
+            names = schema.input_names() if schema and schema.has_input_names() else list(inputs.columns)
+            prepared[task] = conform_to_signature(inputs[names], model)
 
     runs = []
     for _ in range(repeats):
         started = time.perf_counter()
-        genre = None
-        for task in SCORING_ORDER:
-            if task not in prepared:
-                continue
-            model_input = prepared[task]
-            if task != "genre" and genre is not None:
-                model_input = model_input.assign(track_genre=genre)
+        for task, model_input in prepared.items():
             answer = np.asarray(champions[task].model.predict(model_input))
-            if task == "genre":
-                genre = answer
             if len(answer) != len(frame):
                 raise BenchError(f"{task} answered {len(answer)} rows for {len(frame)}")
         runs.append({"wall_s": time.perf_counter() - started})
@@ -249,9 +242,10 @@ def render(data: Mapping[str, Any]) -> list[str]:
         f"Champions {models}. **Flow**: `flows.batch_scoring.batch_scoring(root, batch)` on a parquet batch "
         "file: loading the champions, reading in chunks, the scoring validation gate, the three models, the "
         "predictions file and its summary. **`model.predict`**: the same three pyfunc models' `predict` on "
-        "the same rows already in memory, chained as the flow chains them (the genre answer is the other "
-        f"models' genre input); loading the models ({seconds(first['predict']['load_models_s'])}) and "
-        f"reading the file ({seconds(first['predict']['read_s'])}) are not in its time. Ratio = flow rows/s "
+        "the same rows already in memory, each on the raw rows as the flow scores a batch without genres "
+        "(popularity and hit answer through their genre-free fallback); loading the models "
+        f"({seconds(first['predict']['load_models_s'])}) and reading the file "
+        f"({seconds(first['predict']['read_s'])}) are not in its time. Ratio = flow rows/s "
         "÷ predict rows/s. `flow rows/s, models loaded` is the scoring stage's own clock, which starts "
         "after loading the champions.",
         "",

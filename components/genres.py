@@ -53,6 +53,12 @@ class GenreVocabulary:
         return GENRE_SEPARATOR.join(sorted(g for g in known if g is not None)), []
 
 
+def unknown_genre_note(unknown: Sequence[str]) -> str:
+    """What a row's note says of the genre names that match none."""
+    names = ", ".join(repr(u) for u in unknown)
+    return f"track_genre: {names} is not a known genre (configs/genres.txt)"
+
+
 def normalise_genres(values: pd.Series, vocabulary: GenreVocabulary) -> tuple[pd.Series, pd.Series]:
     """Canonical genre sets for `values` (null stays null), and per row a note naming what is unknown
     (null where the row is fine). A row with an unknown genre gets a null genre and a note."""
@@ -63,8 +69,7 @@ def normalise_genres(values: pd.Series, vocabulary: GenreVocabulary) -> tuple[pd
     for value in text.dropna().unique():
         genre, unknown = vocabulary.canonical(str(value))
         canonical[value] = genre if genre is not None else pd.NA
-        names = ", ".join(repr(u) for u in unknown)
-        notes[value] = f"track_genre: {names} is not a known genre (configs/genres.txt)" if unknown else pd.NA
+        notes[value] = unknown_genre_note(unknown) if unknown else pd.NA
     return (
         text.map(canonical).astype("string"),
         text.map(notes).astype("string"),

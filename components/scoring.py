@@ -22,7 +22,7 @@ import pandas as pd
 
 from components.genres import GenreVocabulary, normalise_genres
 from components.ingest import INGEST_ERRORS
-from components.schema import GENRE, LABEL_COLUMNS, ROW_NUMBER, model_inputs
+from components.schema import GENRE, MODEL_INPUT_COLUMNS, ROW_NUMBER, InputArrays, model_inputs
 from components.tasks import TASK_SPECS
 
 # The prediction column of each task.
@@ -63,6 +63,17 @@ class Champion:
     @property
     def uri(self) -> str:
         return f"models:/{self.task}/{self.version}"
+
+
+def _check_columns(model: Any, available: Sequence[str]) -> None:
+    """A KeyError naming the input columns of the model's signature that the batch lacks."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return
+    present = set(available)
+    missing = [n for n in schema.input_names() if n not in present]
+    if missing:
+        raise KeyError(f"the batch lacks input column(s) {missing} that the model needs")
 
 
 def _model_columns(model: Any, available: pd.DataFrame) -> pd.DataFrame:
@@ -106,6 +117,86 @@ def colliding_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c in OUTPUT_COLUMNS]
 
 
+def task_model(champion: Champion) -> Any | None:
+    """The champion's TaskModel (components/task_model.py), which the inference path answers with; None
+    for a model of another kind, answered through its pyfunc `predict`."""
+    from components.task_model import TaskModel
+
+    raw = getattr(champion.model, "get_raw_model", None)
+    try:
+        model = raw() if raw is not None else None
+    except Exception:  # a pyfunc model without a raw model behind it
+        return None
+    return model if isinstance(model, TaskModel) else None
+
+
+def task_outputs(
+    rows: pd.DataFrame | InputArrays, champions: Mapping[str, Champion]
+) -> dict[str, np.ndarray]:
+    """What each champion's task spec scores for `rows` (class probabilities of a classifier, predictions
+    otherwise): all of them through one components.inference.FeatureCache, so that models sharing a
+    featurizer state featurize once. A champion that is not a TaskModel answers through pyfunc `predict`."""
+    from components.inference import FeatureCache
+
+    cache = FeatureCache()
+    out: dict[str, np.ndarray] = {}
+    for task in SCORING_ORDER:
+        champion = champions.get(task)
+        if champion is None:
+            continue
+        _check_columns(champion.model, rows.columns)
+        model = task_model(champion)
+        if model is not None:
+            out[task] = model.outputs(rows, cache)
+        else:
+            frame = rows.frame() if isinstance(rows, InputArrays) else rows
+            frame = conform_to_signature(_model_columns(champion.model, frame), champion.model)
+            out[task] = np.asarray(champion.model.predict(frame))
+    return out
+
+
+def task_answer(task: str, champion: Champion, output: np.ndarray) -> np.ndarray:
+    """The answer scoring writes for a task, from its `task_outputs` entry."""
+    model = task_model(champion)
+    return output if model is None else model.answer(output)
+
+
+def with_given_genre(inputs: InputArrays) -> InputArrays:
+    """`inputs` with a `track_genre` column: the given genre where there is one, null elsewhere."""
+    arrays = dict(inputs.arrays)
+    genre = arrays.get(GENRE)
+    arrays[GENRE] = (
+        np.full(len(inputs), None, dtype=object)
+        if genre is None
+        else np.where(pd.isna(genre), None, np.asarray(genre, dtype=object))
+    )
+    return InputArrays(arrays, len(inputs))
+
+
+def answer_columns(
+    inputs: InputArrays, champions: Mapping[str, Champion]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Per task, the answer, the model version and its run id, then `genre_input`, as columns (a version
+    and a run id are one value for every row); and the `task_outputs` behind the answers. `inputs` carry a
+    genre column (`with_given_genre`)."""
+    outputs = task_outputs(inputs, champions)
+    has_genre = ~pd.isna(inputs[GENRE]).astype(bool)
+    columns: dict[str, Any] = {}
+    source = np.where(has_genre, GIVEN, UNKNOWN).astype(object)
+    for task in SCORING_ORDER:
+        champion = champions.get(task)
+        if champion is None:
+            continue
+        spec = TASK_SPECS[task]
+        if spec.answers_input is not None:
+            source = np.where(has_genre, GIVEN, PREDICTED).astype(object)
+        columns[spec.prediction_column] = task_answer(task, champion, outputs[task]).astype(spec.answer_dtype)
+        columns[f"{task}_model_version"] = champion.version
+        columns[f"{task}_run_id"] = champion.run_id
+    columns["genre_input"] = source
+    return columns, outputs
+
+
 def score_rows(
     rows: pd.DataFrame,
     champions: Mapping[str, Champion],
@@ -119,33 +210,26 @@ def score_rows(
     run id per task, `outlier_score` and `is_outlier` when the outlier model is given, `scored_at`, then the
     `passthrough` columns as they came. The input frame is not modified.
     """
-    dropped = [c for c in (*LABEL_COLUMNS, *passthrough) if c in rows.columns]
-    inputs = plain_inputs(rows.drop(columns=dropped))
-    out = pd.DataFrame({key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns})
-    if GENRE in rows.columns:
-        has_genre = rows[GENRE].notna().to_numpy()
-        given = np.where(has_genre, rows[GENRE].astype(object).to_numpy(), None)
-    else:
-        has_genre = np.zeros(len(rows), dtype=bool)
-        given = np.full(len(rows), None, dtype=object)
-    inputs = inputs.assign(**{GENRE: given})
-    source = np.where(has_genre, GIVEN, UNKNOWN).astype(object)
-    for task in SCORING_ORDER:
-        champion = champions.get(task)
-        if champion is None:
-            continue
-        spec = TASK_SPECS[task]
-        frame = conform_to_signature(_model_columns(champion.model, inputs), champion.model)
-        predicted = np.asarray(champion.model.predict(frame))
-        if spec.answers_input is not None:
-            source = np.where(has_genre, GIVEN, PREDICTED).astype(object)
-        out[spec.prediction_column] = predicted.astype(spec.answer_dtype)
-        out[f"{task}_model_version"] = champion.version
-        out[f"{task}_run_id"] = champion.run_id
-    out["genre_input"] = source
+    return score_with_outputs(rows, champions, scored_at, passthrough)[0]
+
+
+def score_with_outputs(
+    rows: pd.DataFrame,
+    champions: Mapping[str, Champion],
+    scored_at: pd.Timestamp,
+    passthrough: Sequence[str] = (),
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """`score_rows`' frame, and each task's `task_outputs` behind it (the genre probabilities, say)."""
+    # The model inputs as arrays, converted once for every model (labels and passthrough columns are never
+    # inputs); the genre where given, else null for every row.
+    present = [c for c in MODEL_INPUT_COLUMNS if c in rows.columns and c not in passthrough]
+    inputs = with_given_genre(InputArrays.of(rows, present))
+    out: dict[str, Any] = {key: rows[key].to_numpy() for key in KEY_COLUMNS if key in rows.columns}
+    answers, outputs = answer_columns(inputs, champions)
+    out.update(answers)
     outliers = champions.get(OUTLIERS)
     if outliers is not None:
-        frame = conform_to_signature(_model_columns(outliers.model, inputs), outliers.model)
+        frame = conform_to_signature(_model_columns(outliers.model, inputs.frame()), outliers.model)
         flagged = pd.DataFrame(outliers.model.predict(frame))
         out["outlier_score"] = flagged["outlier_score"].to_numpy(dtype="float64")
         out["is_outlier"] = flagged["is_outlier"].to_numpy(dtype=bool)
@@ -154,7 +238,7 @@ def score_rows(
     out["scored_at"] = scored_at
     for column in passthrough:
         out[column] = rows[column].to_numpy()
-    return out
+    return pd.DataFrame(out, index=pd.RangeIndex(len(rows))), outputs
 
 
 _SCHEMA_DTYPES = {

@@ -14,9 +14,16 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from components.schema import GENRE, RAW_SCHEMA, TARGET
-from components.scoring import Champion, conform_to_signature, plain_inputs, score_rows
-from components.tasks import GENRE_TASK, TASK_SPECS
+from components.schema import GENRE, MODEL_INPUT_COLUMNS, RAW_SCHEMA, TARGET, InputArrays
+from components.scoring import (
+    KEY_COLUMNS,
+    Champion,
+    answer_columns,
+    score_with_outputs,
+    task_model,
+    with_given_genre,
+)
+from components.tasks import GENRE_TASK
 
 _PYTHON_TYPES = {pa.string(): str, pa.int64(): int, pa.float64(): float, pa.bool_(): bool}
 # Optional in a request: the genre (the genre-free fallback answers without it) and the label.
@@ -102,15 +109,49 @@ def answer_rows(
     rows: pd.DataFrame, champions: Mapping[str, Champion], top_k: int, passthrough: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Batch scoring's answers for `rows` (components/scoring.py `score_rows`), and each row's `genre_top`:
-    the genre champion's k most likely genres. What the model server and the explorer show."""
-    scored = score_rows(rows, champions, pd.Timestamp.now("UTC"), passthrough)
+    the genre champion's k most likely genres, from the same probabilities its answer came from. What the
+    model server and the explorer show."""
+    scored, outputs = score_with_outputs(rows, champions, pd.Timestamp.now("UTC"), passthrough)
     genre = champions.get(GENRE_TASK)
-    if genre is not None:
-        inputs = plain_inputs(rows[list(TASK_SPECS[GENRE_TASK].input_columns)])
-        raw = genre.model.get_raw_model()
-        probabilities = raw.predict_proba(conform_to_signature(inputs, genre.model))
-        scored["genre_top"] = top_genres(probabilities, list(raw.classes), top_k)
+    model = task_model(genre) if genre is not None else None
+    if model is not None:
+        scored["genre_top"] = top_genres(outputs[GENRE_TASK], list(model.classes), top_k)
     return scored
+
+
+def answer_records(
+    rows: Sequence[Mapping[str, Any]],
+    champions: Mapping[str, Champion],
+    top_k: int,
+    passthrough: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """`answer_rows` for rows given as dicts (a request's JSON, genres already in the dataset's spellings),
+    one dict per row, without the frames: for the one row of a typical request, building them costs more
+    than the models' answer. The same answers (components/scoring.py `answer_columns`; a test compares)."""
+    present = [c for c in MODEL_INPUT_COLUMNS if c not in passthrough]
+    inputs = with_given_genre(InputArrays.from_records(rows, present))
+    columns, outputs = answer_columns(inputs, champions)
+    genre = champions.get(GENRE_TASK)
+    model = task_model(genre) if genre is not None else None
+    if model is not None:
+        columns["genre_top"] = top_genres(outputs[GENRE_TASK], list(model.classes), top_k)
+    per_row = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
+    answers = []
+    for position, row in enumerate(rows):
+        answer = {key: row.get(key) for key in KEY_COLUMNS}
+        for name, value in per_row.items():
+            answer[name] = value[position] if isinstance(value, list) else value
+        answer.update({column: row.get(column) for column in passthrough})
+        answers.append(answer)
+    return answers
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts of plain Python values (DataFrame.to_dict(orient="records") does the same
+    at several times the cost for the few rows of a request)."""
+    columns = list(frame.columns)
+    values = [frame[c].tolist() for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def inputs_hash(row: Mapping[str, Any]) -> str:

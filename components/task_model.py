@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from components.schema import GENRE, model_inputs
+from components.inference import CachedAnswers, FeatureCache
+from components.schema import GENRE, InputArrays
 from components.tasks import TASK_SPECS, TaskName
 
 
@@ -26,10 +27,10 @@ class BlendModel(BaseEstimator):
         return np.mean(outputs, axis=0)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.combine([m.predict(X) for m in self.members])
+        return CachedAnswers(self, FeatureCache()).predict(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.combine([m.predict_proba(X) for m in self.members])
+        return CachedAnswers(self, FeatureCache()).predict_proba(X)
 
 
 class TaskModel(BaseEstimator):
@@ -62,38 +63,45 @@ class TaskModel(BaseEstimator):
         # Models pickled before the genre-free fallback existed load without one.
         super().__setstate__({"fallback": None, **state})
 
-    def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        return model_inputs(X, TASK_SPECS[self.task].input_columns)
+    def _inputs(self, X: pd.DataFrame | InputArrays, cache: FeatureCache) -> InputArrays:
+        return cache.inputs(X, tuple(TASK_SPECS[self.task].input_columns))
 
     def without_genre(self, X: pd.DataFrame) -> np.ndarray:
         """The rows the genre-free fallback answers: those without a genre (none without a fallback)."""
-        return self._absent(self._inputs(X))
+        return self._absent(self._inputs(X, FeatureCache()))
 
-    def _absent(self, inputs: pd.DataFrame) -> np.ndarray:
-        if self.fallback is None or GENRE not in inputs.columns:
+    def _absent(self, inputs: InputArrays) -> np.ndarray:
+        if self.fallback is None or GENRE not in inputs:
             return np.zeros(len(inputs), dtype=bool)
-        return inputs[GENRE].isna().to_numpy()
+        return pd.isna(inputs[GENRE])
 
-    def _routed(self, X: pd.DataFrame, answer: Any) -> np.ndarray:
-        """`answer(estimator, inputs)` per row: the estimator, or the fallback for rows without a genre."""
-        inputs = self._inputs(X)
+    def outputs(self, X: pd.DataFrame | InputArrays, cache: FeatureCache | None = None) -> np.ndarray:
+        """What the task's spec scores (class probabilities, or predictions) for raw rows: the estimator's,
+        or the fallback's for rows without a genre. `cache`, shared by the models answering one batch,
+        featurizes once per distinct featurizer (components/inference.py)."""
+        cache = cache or FeatureCache()
+        output = TASK_SPECS[self.task].output
+        inputs = self._inputs(X, cache)
         absent = self._absent(inputs)
         if not absent.any():
-            return np.asarray(answer(self.estimator, inputs))
+            return np.asarray(output(CachedAnswers(self.estimator, cache), inputs))
         if absent.all():
-            return np.asarray(answer(self.fallback, inputs))
-        with_genre = np.asarray(answer(self.estimator, inputs[~absent]))
-        out = np.empty((len(inputs), *with_genre.shape[1:]), dtype=with_genre.dtype)
-        out[~absent] = with_genre
-        out[absent] = np.asarray(answer(self.fallback, inputs[absent]))
+            return np.asarray(output(CachedAnswers(self.fallback, cache), inputs))
+        given = np.asarray(output(CachedAnswers(self.estimator, cache), cache.subset(inputs, ~absent)))
+        out = np.empty((len(inputs), *given.shape[1:]), dtype=given.dtype)
+        out[~absent] = given
+        out[absent] = np.asarray(output(CachedAnswers(self.fallback, cache), cache.subset(inputs, absent)))
         return out
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if TASK_SPECS[self.task].kind == "regression":
             raise AttributeError(f"the {self.task} model is a regressor")
-        return self._routed(X, lambda estimator, inputs: estimator.predict_proba(inputs))
+        return self.outputs(X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The task's answer for raw rows, as its spec defines it (components/tasks.py)."""
-        spec = TASK_SPECS[self.task]
-        return spec.answer(self._routed(X, spec.output), self.classes)
+        return self.answer(self.outputs(X))
+
+    def answer(self, outputs: np.ndarray) -> np.ndarray:
+        """The task's answer (what scoring writes) from `outputs`."""
+        return TASK_SPECS[self.task].answer(outputs, self.classes)

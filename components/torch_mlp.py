@@ -144,25 +144,27 @@ class _TorchMLPBase(BaseEstimator, ABC):
         self.embedding_columns_ = [c for c in wanted if c in names]
         self.numeric_columns_ = [c for c in names if c not in EMBEDDING_COLUMNS]
 
-    def _as_frame(self, X: Any) -> pd.DataFrame:
+    def _as_matrix(self, X: Any) -> np.ndarray:
+        """The inputs as float64 in `feature_names_in_` order (a frame's columns picked by name)."""
         if isinstance(X, pd.DataFrame):
-            return X
-        return pd.DataFrame(np.asarray(X), columns=self.feature_names_in_)
+            return X[list(self.feature_names_in_)].to_numpy(dtype="float64", na_value=np.nan)
+        return np.asarray(X, dtype="float64")
 
     def _tensors(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        frame = self._as_frame(X)
-        numeric = frame[self.numeric_columns_].to_numpy(dtype="float32", na_value=np.nan)
+        matrix = self._as_matrix(X)
+        position = {name: k for k, name in enumerate(self.feature_names_in_)}
+        numeric = matrix[:, [position[c] for c in self.numeric_columns_]].astype("float32")
         numeric = np.nan_to_num(numeric, nan=0.0)  # scaled inputs: 0 is the training mean
         index_parts = []
         for column, size in zip(self.embedding_columns_, self.embedding_sizes_, strict=True):
-            values = frame[column].to_numpy(dtype="float64", na_value=-1)
+            values = np.nan_to_num(matrix[:, position[column]], nan=-1.0)
             if not np.array_equal(values, np.round(values)):
                 # The usual cause: a scaler standardised the index column along with the numeric ones.
                 raise ValueError(f"{column} must hold integer indices; leave it out of any scaling")
             # Indices unseen in training (or missing) share the reserved last row of the embedding table.
             values = np.where((values >= 0) & (values < size - 1), values, size - 1)
             index_parts.append(values.astype("int64"))
-        indices = np.stack(index_parts, axis=1) if index_parts else np.zeros((len(frame), 0), dtype="int64")
+        indices = np.stack(index_parts, axis=1) if index_parts else np.zeros((len(matrix), 0), dtype="int64")
         return torch.from_numpy(numeric), torch.from_numpy(indices)
 
     def _resolved_device(self) -> torch.device:
@@ -185,12 +187,13 @@ class _TorchMLPBase(BaseEstimator, ABC):
         optuna.TrialPruned, which aborts the fit)."""
         y = np.asarray(y)
         self._split_columns(X)
-        frame = self._as_frame(X)
+        matrix = self._as_matrix(X)
         # Table size = largest training index + 1, plus one shared row for unseen indices.
         self.embedding_sizes_ = []
         for column in self.embedding_columns_:
-            largest = pd.to_numeric(frame[column], errors="coerce").max(skipna=True)
-            self.embedding_sizes_.append((-1 if pd.isna(largest) else int(largest)) + 2)
+            values = matrix[:, list(self.feature_names_in_).index(column)]
+            largest = np.nanmax(values) if np.isfinite(values).any() else np.nan
+            self.embedding_sizes_.append((-1 if np.isnan(largest) else int(largest)) + 2)
         n_outputs = self._n_outputs(y)
         device = self._resolved_device()
         with _torch_runtime(self.seed, self.n_threads):
@@ -202,7 +205,7 @@ class _TorchMLPBase(BaseEstimator, ABC):
                 dropout=self.dropout,
                 n_outputs=n_outputs,
             ).to(device)
-            numeric, indices = (t.to(device) for t in self._tensors(frame))
+            numeric, indices = (t.to(device) for t in self._tensors(matrix))
             target = self._encode_target(y).to(device)
             weights = torch.as_tensor(
                 np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight), dtype=torch.float32

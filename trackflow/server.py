@@ -33,25 +33,21 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from components.discovery.space import DiscoveryInputError
-from components.genres import GenreVocabulary
-from components.ingest import INGEST_ERRORS
+from components.genres import GenreVocabulary, unknown_genre_note
 from components.params import Params
 from components.schema import GENRE
-from components.scoring import (
-    OUTPUT_COLUMNS,
-    Champion,
-    with_known_genres,
-)
+from components.scoring import OUTPUT_COLUMNS, Champion
 from components.serving import (
     PlaylistRequest,
     PredictRequest,
     ProtocolError,
     SimilarRequest,
     TrackRow,
-    answer_rows,
+    answer_records,
     frame_from_invocation,
     inputs_hash,
     json_safe,
+    records,
 )
 from components.tasks import TASK_SPECS, TASKS
 from trackflow.config import load_suite
@@ -142,15 +138,22 @@ def _unprocessable(field: str, message: str) -> HTTPException:
     )
 
 
-def _rows_frame(rows: list[dict[str, Any]], vocabulary: GenreVocabulary) -> pd.DataFrame:
-    """Request rows as a table, genres in the dataset's spellings; 422 for a genre that matches none."""
-    frame = with_known_genres(pd.DataFrame(rows), vocabulary)
-    if INGEST_ERRORS not in frame:  # no genre column at all
-        return frame
-    for position, note in enumerate(frame[INGEST_ERRORS]):
-        if isinstance(note, str):
-            raise _unprocessable(f"rows.{position}.{GENRE}", note)
-    return frame.drop(columns=[INGEST_ERRORS])
+def _request_rows(rows: list[dict[str, Any]], vocabulary: GenreVocabulary) -> list[dict[str, Any]]:
+    """Request rows with their genres in the dataset's spellings (components.genres, as batch scoring reads
+    them); 422 for a genre that matches none. Row by row: a request holds few rows, and a pandas pass costs
+    more than the models' answer to one row. The caller's rows stay as they came."""
+    rows = [dict(row) for row in rows]
+    for position, row in enumerate(rows):
+        value = row.get(GENRE)
+        text = value.strip() if isinstance(value, str) else value
+        if text is None or text == "" or (isinstance(text, float) and text != text):  # null, blank, NaN
+            row[GENRE] = None
+            continue
+        genre, unknown = vocabulary.canonical(str(text))
+        if genre is None:
+            raise _unprocessable(f"rows.{position}.{GENRE}", unknown_genre_note(unknown))
+        row[GENRE] = genre
+    return rows
 
 
 def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAPI:
@@ -201,23 +204,27 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
             )
         return await call_next(request)
 
-    def answer(frame: pd.DataFrame, top_k: int, endpoint: str) -> tuple[pd.DataFrame, dict[str, str], str]:
-        if len(frame) > settings.max_rows:
-            raise _unprocessable("rows", f"{len(frame)} rows, over serve.max_rows={settings.max_rows}")
-        if collisions := [c for c in frame.columns if c in OUTPUT_COLUMNS]:
+    def answer(
+        rows: list[dict[str, Any]], top_k: int, endpoint: str
+    ) -> tuple[list[dict[str, Any]], dict[str, str], str]:
+        if len(rows) > settings.max_rows:
+            raise _unprocessable("rows", f"{len(rows)} rows, over serve.max_rows={settings.max_rows}")
+        columns = list(dict.fromkeys(column for row in rows for column in row))
+        if collisions := [c for c in columns if c in OUTPUT_COLUMNS]:
             raise _unprocessable(collisions[0], "has the name of an output column; rename it")
         served = models.snapshot()
         champions = {task: champion for task, champion in served.items() if task in TASKS}
         known = set(TrackRow.model_fields)
-        passthrough = [c for c in frame.columns if c not in known]
-        scored = answer_rows(frame, champions, top_k, passthrough)
+        passthrough = [c for c in columns if c not in known]
+        answers = json_safe(answer_records(rows, champions, top_k, passthrough))
         request_id = str(uuid.uuid4())
         versions = {t: c.version for t, c in champions.items()}
-        records = [
+        answered_at = pd.Timestamp.now("UTC").isoformat()
+        log_lines = [
             {
                 "request_id": request_id,
                 "endpoint": endpoint,
-                "time": pd.Timestamp.now("UTC").isoformat(),
+                "time": answered_at,
                 "inputs_sha256": inputs_hash(row),
                 "inputs": row,
                 "outputs": {
@@ -225,26 +232,20 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
                 },
                 "model_versions": versions,
             }
-            for row, out in zip(
-                frame.to_dict(orient="records"), scored.to_dict(orient="records"), strict=True
-            )
+            for row, out in zip(rows, answers, strict=True)
         ]
-        prediction_log.append(records)
-        return scored, versions, request_id
+        prediction_log.append(log_lines)
+        return answers, versions, request_id
 
     @app.post("/predict")
-    def predict(request: PredictRequest) -> dict[str, Any]:
-        rows = [row.model_dump() for row in request.rows]
-        frame = _rows_frame(rows, vocabulary)
-        scored, versions, request_id = answer(frame, request.top_k or settings.top_k, "predict")
-        wanted = [c for c in scored.columns if not c.endswith(("_model_version", "_run_id", "scored_at"))]
-        return json_safe(
-            {
-                "request_id": request_id,
-                "model_versions": versions,
-                "predictions": scored[wanted].to_dict(orient="records"),
-            }
-        )
+    def predict(request: PredictRequest) -> JSONResponse:
+        rows = _request_rows([row.model_dump() for row in request.rows], vocabulary)
+        answers, versions, request_id = answer(rows, request.top_k or settings.top_k, "predict")
+        shown = [
+            {k: v for k, v in row.items() if not k.endswith(("_model_version", "_run_id"))} for row in answers
+        ]
+        # Plain JSON values already: FastAPI's encoder pass would only walk them again.
+        return JSONResponse({"request_id": request_id, "model_versions": versions, "predictions": shown})
 
     @app.post("/invocations")
     async def invocations(request: Request, model: str | None = None) -> JSONResponse:
@@ -260,16 +261,15 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
             )
         if model is not None and model not in TASKS:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": f"unknown model {model!r}"}, 400)
-        frame = _rows_frame(frame.to_dict(orient="records"), vocabulary)
-        scored, _, _ = answer(frame, settings.top_k, "invocations")
+        rows = _request_rows(records(frame), vocabulary)
+        answers, _, _ = answer(rows, settings.top_k, "invocations")
         if model is not None:
-            return JSONResponse(
-                {"predictions": json_safe(scored[TASK_SPECS[model].prediction_column].tolist())}
-            )
+            column = TASK_SPECS[model].prediction_column
+            return JSONResponse({"predictions": [row.get(column) for row in answers]})
         columns = [
-            TASK_SPECS[t].prediction_column for t in TASKS if TASK_SPECS[t].prediction_column in scored
+            TASK_SPECS[t].prediction_column for t in TASKS if TASK_SPECS[t].prediction_column in answers[0]
         ]
-        return JSONResponse({"predictions": json_safe(scored[columns].to_dict(orient="records"))})
+        return JSONResponse({"predictions": [{c: row[c] for c in columns} for row in answers]})
 
     def similarity_index() -> Any:
         served = models.snapshot().get(SIMILAR)

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 
-def _as_proba(raw: np.ndarray) -> np.ndarray:
+def as_proba(raw: np.ndarray) -> np.ndarray:
     """Binary objectives return P(class 1) only: widen to the two columns predict_proba promises."""
     raw = np.asarray(raw, dtype="float64")
     return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
@@ -26,7 +26,7 @@ class LGBMFixedClassifier(ClassifierMixin, lgb.LGBMModel):
     and an eval row of that label could not even be encoded."""
 
     def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
-        return _as_proba(lgb.LGBMModel.predict(self, X, **kwargs))
+        return as_proba(lgb.LGBMModel.predict(self, X, **kwargs))
 
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         return np.argmax(self.predict_proba(X, **kwargs), axis=1)
@@ -40,7 +40,7 @@ class XGBFixedClassifier(ClassifierMixin, xgb.XGBModel):
     """XGBoost over the classes 0..K-1 (XGBClassifier rejects a y that does not hold every class)."""
 
     def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
-        return _as_proba(xgb.XGBModel.predict(self, X, **kwargs))
+        return as_proba(xgb.XGBModel.predict(self, X, **kwargs))
 
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         return np.argmax(self.predict_proba(X, **kwargs), axis=1)

@@ -199,3 +199,45 @@ def test_genre_input_table_says_which_options_hold_up_without_a_genre() -> None:
     }
     rows = [line for line in genre_input.render(data) if line.startswith("| ") and "---" not in line][1:]
     assert [row.rsplit("|", 2)[-2].strip() for row in rows] == ["yes", "no", "yes"]
+
+
+def test_serving_section_reports_percentiles_errors_and_the_speed_up() -> None:
+    from bench import serving
+
+    assert serving.percentiles([0.001, 0.002, 0.003, 0.004])["p50_ms"] == pytest.approx(2.5)
+    assert serving.percentiles([]) == {"n": 0}
+    latency = {"n": 100, "p50_ms": 8.0, "p95_ms": 11.0, "p99_ms": 14.0, "mean_ms": 8.5, "errors": 0}
+    loaded = {
+        **latency,
+        "n": 96,
+        "clients": 4,
+        "requests": 100,
+        "answered": 98,
+        "errors": 2,
+        "unsent": 0,
+        "wall_s": 2.0,
+        "requests_per_s": 49.0,
+        "deadline_s": 120.0,
+    }
+    data = {
+        "load": {
+            "single": {"genre_given": latency, "genre_absent": latency},
+            "load": loaded,
+            "models": {"popularity": "3", "hit": "2", "genre": "1"},
+        },
+        "batch": {
+            "rows": 50000,
+            "repeats": 3,
+            "inference_rows_per_s": {"median": 90000.0},
+            "before_rows_per_s": {"median": 30000.0},
+            "speedup": 3.0,
+            "gate_rows_per_s": {"median": 45000.0},
+            "gate_share": 0.66,
+            "largest_difference": 0.0,
+        },
+    }
+    lines = serving.render(data)
+    rows = [line for line in lines if line.startswith("| 4 clients")]
+    assert rows == ["| 4 clients | 96 | 8.0 ms | 11.0 ms | 14.0 ms | 2 |"]
+    assert any(line == "| 50,000 | 90,000 | 30,000 | **3.00x** | 45,000 | 66% |" for line in lines)
+    assert any("popularity v3" in line for line in lines)
