@@ -117,6 +117,7 @@ def targets(results: Mapping[str, Any]) -> list[list[str]]:
         )
     else:
         rows.append(["`dvc repro` targets", "not measured", "n/a"])
+    rows += serving.targets(_ok(results, "serving"))
     run = results.get("run")
     if run and run.get("quick"):
         rows.append(
