@@ -68,8 +68,32 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, min_precision: float)
         f"recall_at_precision_{min_precision:g}": recall,
         "threshold_at_precision": threshold,
         "positive_rate": float(y_true.mean()),
+        "brier": float(np.mean((scores - y_true) ** 2)),
+        "calibration_error": expected_calibration_error(y_true, scores),
         "n": len(y_true),
     }
+
+
+def calibration_bins(
+    y_true: np.ndarray, scores: np.ndarray, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width probability bin (empty ones left out): the mean predicted probability, the observed
+    positive rate, and the number of rows."""
+    y_true = np.asarray(y_true, dtype="float64")
+    scores = np.asarray(scores, dtype="float64")
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    filled = counts > 0
+    predicted = np.bincount(which, weights=scores, minlength=bins)[filled] / counts[filled]
+    observed = np.bincount(which, weights=y_true, minlength=bins)[filled] / counts[filled]
+    return predicted, observed, counts[filled]
+
+
+def expected_calibration_error(y_true: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """The row-weighted mean gap between predicted probability and observed rate over the bins: 0 for
+    probabilities that mean what they say."""
+    predicted, observed, counts = calibration_bins(y_true, scores, bins)
+    return float(np.sum(counts * np.abs(predicted - observed)) / max(int(counts.sum()), 1))
 
 
 def genre_metrics(label_sets: list[set[str]], proba: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -97,3 +121,19 @@ def most_confused_pairs(label_sets: list[set[str]], top1: list[str], n: int = 15
         return pd.DataFrame(columns=["true", "predicted", "count"])
     counts = pd.DataFrame(wrong, columns=["true", "predicted"]).value_counts().head(n)
     return counts.rename("count").reset_index()
+
+
+ALBUM_SUBSETS: tuple[str, ...] = ("album_unseen", "album_shared")
+
+
+def album_key(names: pd.Series) -> np.ndarray:
+    """Album names as compared across the split: case-folded, trimmed; no name reads as ""."""
+    return names.fillna("").astype(str).str.strip().str.casefold().to_numpy()
+
+
+def album_shared(test_albums: pd.Series, train_albums: pd.Series) -> np.ndarray:
+    """Per held-out track, whether a training track carries the same album name. The artist holdout keeps
+    artists apart, not albums: compilations, soundtracks and the same album credited in another order cross
+    it, and such tracks are far easier to place than those of an album the model never saw."""
+    seen = set(album_key(train_albums)) - {""}
+    return np.array([key in seen for key in album_key(test_albums)], dtype=bool)

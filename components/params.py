@@ -92,6 +92,8 @@ class TrainParams(_Section):
     refit_validation_share: float = Field(ge=0, le=0.5)
     profile: str
     profiles: dict[str, TuningProfile]
+    # The untuned LightGBM fitted beside the tuned families: a row of every comparison, never selected.
+    baseline: LightGBMParams
 
     @model_validator(mode="after")
     def _known_names(self) -> TrainParams:

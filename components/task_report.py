@@ -42,6 +42,24 @@ def roc_and_precision_recall(y: np.ndarray, scores: np.ndarray) -> Figure:
     return figure
 
 
+def reliability_figure(y: np.ndarray, scores: np.ndarray) -> Figure:
+    """Predicted probability against the observed rate per bin, with the rows per bin below."""
+    from components.evaluation import calibration_bins, expected_calibration_error
+
+    predicted, observed, counts = calibration_bins(y, scores)
+    figure, axes = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axes[0].plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    axes[0].plot(predicted, observed, "o-", color="steelblue", label="holdout")
+    axes[0].set(
+        ylabel="observed hit rate",
+        title=f"Reliability (holdout; calibration error {expected_calibration_error(y, scores):.3f})",
+    )
+    axes[0].legend(loc="upper left")
+    axes[1].bar(predicted, counts, width=0.05, color="grey")
+    axes[1].set(xlabel="predicted hit probability", ylabel="tracks", yscale="log")
+    return figure
+
+
 def confused_pairs(label_sets: Sequence[set[str]], top1: Sequence[str], n: int = 20) -> pd.DataFrame:
     return most_confused_pairs(list(label_sets), list(top1), n=n)
 
@@ -80,15 +98,30 @@ def importance_figure(importance: pd.Series, family: str, top: int = 25) -> Figu
     return figure
 
 
+def against_baseline(
+    by_family: Mapping[str, Any], selected: str, gate: str, lower_is_better: bool, baseline: str = "baseline"
+) -> str | None:
+    """One sentence: whether the selected model beats the untuned baseline on the gate metric."""
+    chosen, plain = by_family.get(selected), by_family.get(baseline)
+    if not chosen or not plain:
+        return None
+    ours, theirs = chosen[gate], plain[gate]
+    beats = ours < theirs if lower_is_better else ours > theirs
+    verdict = "beats it" if beats else "**does not beat it**: tuning and blending buy nothing here"
+    return f"The selected {selected}: {gate} {ours:.4f}, the untuned baseline's {theirs:.4f}; it {verdict}."
+
+
 def comparison_markdown(
     task: str,
     metrics: Mapping[str, Any],
     keys: Sequence[str],
     protocols: Sequence[str],
     condition: str = "",
+    gate: tuple[str, bool] | None = None,
 ) -> str:
     """The families side by side on each holdout (the main protocol first), with their CV scores;
-    `condition` names how the inputs were given (the genre given or predicted)."""
+    `condition` names how the inputs were given (the genre given or predicted); `gate` (metric, lower is
+    better) adds whether the selected model beats the untuned baseline."""
     main = protocols[0]
     lines = [f"# {task}: model families on the holdout{' ' + condition if condition else ''}", ""]
     for protocol in protocols:
@@ -105,9 +138,48 @@ def comparison_markdown(
             cells = " | ".join(f"{values[k]:.4f}" for k in keys)
             lines.append(f"| {family}{marker} | {cells} | {'' if cv is None else f'{cv:.4f}'} |")
         lines.append("")
+        verdict = gate and against_baseline(metrics[protocol], metrics["selected"], *gate)
+        if verdict:
+            lines += [verdict, ""]
     lines.append(
         "CV score: the selection criterion on training folds (RMSE or log-loss; lower is better): the "
         "tuning study's best for each family, and for the blend and its two members the scores of one "
-        "more CV on the same folds. The model is chosen by it, never by the holdout."
+        "more CV on the same folds. The model is chosen by it, never by the holdout. The baseline: an "
+        "untuned LightGBM (params.yaml train.baseline) on the same rows and features, never selected."
     )
     return "\n".join(lines) + "\n"
+
+
+def album_subsets_markdown(
+    task: str, metrics: Mapping[str, Any], keys: Sequence[str], gate: tuple[str, bool] | None = None
+) -> str:
+    """The families on the two album subsets of the artist holdout, in each genre condition: a held-out
+    track whose album name a training track carries is far easier to place, so the whole-holdout number
+    mixes two very different problems."""
+    subsets = metrics["album_subsets"]
+    tracks = subsets["tracks"]
+    total = tracks["album_unseen"] + tracks["album_shared"]
+    share = tracks["album_shared"] / max(total, 1)
+    lines = [
+        f"# {task}: the {subsets['protocol']} holdout by album",
+        "",
+        f"{tracks['album_shared']:,} of {total:,} held-out tracks ({share:.1%}) "
+        "share an album name with a training track (album-shared); the other "
+        f"{tracks['album_unseen']:,} are album-unseen.",
+        "",
+    ]
+    for condition in (c for c in ("given", "genre_predicted") if c in subsets):
+        for subset in ("album_unseen", "album_shared"):
+            by_family = subsets[condition][subset]
+            label = "genre given" if condition == "given" else "without a given genre (as scored)"
+            lines += [f"## {subset.replace('_', '-')}, {label}", ""]
+            lines += ["| family | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+            for family, values in by_family.items():
+                marker = " (selected)" if family == metrics["selected"] else ""
+                cells = " | ".join(f"{values[k]:.4f}" for k in keys) if values else "undefined here"
+                lines.append(f"| {family}{marker} | {cells} |")
+            lines.append("")
+            verdict = gate and against_baseline(by_family, metrics["selected"], *gate)
+            if verdict:
+                lines += [verdict, ""]
+    return "\n".join(lines)

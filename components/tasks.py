@@ -54,7 +54,11 @@ class TaskData:
         if limit is None or len(rest) <= limit:
             return self
         picked = np.random.default_rng(seed).choice(rest, size=limit, replace=False)
-        keep = np.sort(np.concatenate([picked, np.flatnonzero(always)]))
+        return self.take(np.sort(np.concatenate([picked, np.flatnonzero(always)])))
+
+    def take(self, rows: np.ndarray) -> TaskData:
+        """The rows at these positions (or where a boolean mask holds), in that order."""
+        keep = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
         return TaskData(
             self.inputs.iloc[keep].reset_index(drop=True),
             self.y[keep],
@@ -230,12 +234,15 @@ class BinaryTask(TaskSpec):
 
     def report_metrics(self, metrics: dict[str, float]) -> list[str]:
         operating_point = next((k for k in metrics if k.startswith("recall_at")), "roc_auc")
-        return ["roc_auc", "pr_auc", "log_loss", operating_point]
+        return ["roc_auc", "pr_auc", "log_loss", "calibration_error", operating_point]
 
     def figures(
         self, data: TaskData, output: np.ndarray, classes: Sequence[str] | None
     ) -> list[tuple[str, Figure]]:
-        return [("roc_pr.png", task_report.roc_and_precision_recall(data.y, output[:, 1]))]
+        return [
+            ("roc_pr.png", task_report.roc_and_precision_recall(data.y, output[:, 1])),
+            ("reliability.png", task_report.reliability_figure(data.y, output[:, 1])),
+        ]
 
 
 @dataclass(frozen=True)

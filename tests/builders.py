@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
 GENRES = ["pop", "rock", "jazz", "metal"]
+
+
+# Tiny models of every family: tests of wiring, shapes and equal answers, not of quality.
+TINY_FAMILY_PARAMS: dict[str, dict[str, Any]] = {
+    "lightgbm": {"n_estimators": 8, "num_leaves": 7},
+    "xgboost": {"n_estimators": 8, "max_depth": 3},
+    "catboost": {"iterations": 8, "depth": 3},
+    "random_forest": {"n_estimators": 5, "max_depth": 4},
+    "mlp": {"max_epochs": 3, "hidden_size": 16},
+}
 
 
 def synthetic_tracks(n: int = 1200, seed: int = 0) -> pd.DataFrame:

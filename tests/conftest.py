@@ -101,6 +101,7 @@ def fast_params(root: Path, **overrides: object) -> None:
     `overrides` use `__` for nesting: fast_params(root, train__tasks=["popularity"])."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ablation"]["lightgbm"]["n_estimators"] = 100
+    params["train"]["baseline"]["n_estimators"] = 20
     params["train"]["families"] = ["lightgbm", "random_forest"]
     params["train"]["profiles"]["default"] = {
         "n_trials": 2,

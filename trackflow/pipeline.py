@@ -232,6 +232,7 @@ TRAIN = Stage(
         "train.blend",
         "train.balanced_weights",
         "train.refit_validation_share",
+        "train.baseline",
     ),
     per_task=True,
     about="Final fits of every tuned family on both protocols; the CV winner (or the blend) is selected.",

@@ -380,6 +380,13 @@ def format_training_summary(result: dict[str, Any]) -> str:
         )
         if guessed := metrics.get(GENRE_PREDICTED, {}).get(main, {}).get(selected):
             lines.append(f"  {'':<10} no genre given (as scored): {gate} {guessed[gate]:.4f} ({main})")
+        if subsets := metrics.get("album_subsets"):
+            by_album = [subsets["given"][s].get(selected) for s in ("album_unseen", "album_shared")]
+            scores = " / ".join("undefined" if m is None else f"{m[gate]:.4f}" for m in by_album)
+            lines.append(
+                f"  {'':<10} {subsets['protocol']} holdout by album (unseen / shared, "
+                f"{subsets['tracks']['album_shared']:,} shared): {gate} {scores}"
+            )
         version, aliases = registered["version"], registered["aliases"]
         lines.append(f"  {'':<10} registered v{version} {aliases}: {registered['promotion']}")
         timed_out = outcome["tune"]["stopped_by_timeout"]

@@ -19,19 +19,13 @@ from components.families import FAMILIES, ParamSpec, resolve_device, suggest_par
 from components.features import FEATURE_GROUPS, ID_COLUMNS
 from components.tasks import TASK_KINDS
 from components.torch_mlp import EMBEDDING_COLUMNS, TorchMLPClassifier, TorchMLPRegressor
+from tests.builders import TINY_FAMILY_PARAMS
 from trackflow.config import load_params, load_search_spaces
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES_YAML = REPO / "configs" / "families.yaml"
 K = 5  # classes of the multiclass task; class 2 is absent from the training part
-# Tiny models: these tests check wiring and shapes, not quality.
-TINY: dict[str, dict[str, Any]] = {
-    "lightgbm": {"n_estimators": 8, "num_leaves": 7},
-    "xgboost": {"n_estimators": 8, "max_depth": 3},
-    "catboost": {"iterations": 8, "depth": 3},
-    "random_forest": {"n_estimators": 5, "max_depth": 4},
-    "mlp": {"max_epochs": 3, "hidden_size": 16},
-}
+TINY = TINY_FAMILY_PARAMS
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ with missing audio values; and its featurizer matrix is the frame-built features
 from __future__ import annotations
 
 import pickle
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,15 +18,9 @@ from components.schema import GENRE, InputArrays, model_inputs
 from components.task_model import BlendModel, TaskModel
 from components.tasks import TASK_SPECS
 from components.tuning import fit_final
-from tests.builders import synthetic_tracks
+from tests.builders import TINY_FAMILY_PARAMS, synthetic_tracks
 
-TINY: dict[str, dict[str, Any]] = {
-    "lightgbm": {"n_estimators": 8, "num_leaves": 7},
-    "xgboost": {"n_estimators": 8, "max_depth": 3},
-    "catboost": {"iterations": 8, "depth": 3},
-    "random_forest": {"n_estimators": 5, "max_depth": 4},
-    "mlp": {"max_epochs": 2, "hidden_size": 16},
-}
+TINY = TINY_FAMILY_PARAMS
 KINDS = {"popularity": "regression", "hit": "binary", "genre": "multiclass"}
 
 

@@ -17,10 +17,12 @@ import mlflow.sklearn
 import numpy as np
 
 from components import task_report
+from components.evaluation import ALBUM_SUBSETS, album_shared
 from components.io import atomic_path, read_json, write_json, write_text
 from components.params import Params
+from components.split import split_frames
 from components.task_model import TaskModel
-from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskData, TaskName
+from components.tasks import GENRE_PREDICTED, TASK_SPECS, TaskData, TaskName, TaskSpec
 from trackflow.paths import ProjectPaths
 from trackflow.stages.training import (
     load_tables,
@@ -57,6 +59,35 @@ def _report_selected(
         write_text(frame.to_markdown(index=False), folder / name)
 
 
+# The holdout whose subsets by album the report shows: artists apart, albums not always.
+ALBUM_PROTOCOL = "artist"
+
+
+def _album_subsets_header(shared: np.ndarray, as_scored: bool) -> dict[str, Any]:
+    conditions = ["given", GENRE_PREDICTED] if as_scored else ["given"]
+    return {
+        "protocol": ALBUM_PROTOCOL,
+        "definition": "album_shared: a training track carries the held-out track's album name (case-folded)",
+        "tracks": {"album_unseen": int((~shared).sum()), "album_shared": int(shared.sum())},
+        **{condition: {subset: {} for subset in ALBUM_SUBSETS} for condition in conditions},
+    }
+
+
+def _subset_metrics(
+    spec: TaskSpec,
+    rows: TaskData,
+    output: np.ndarray,
+    mask: np.ndarray,
+    classes: Any,
+    params: Params,
+) -> dict[str, float] | None:
+    """The task's holdout metrics on the rows where `mask` holds; None where they are undefined there (no
+    rows, or one class only)."""
+    if mask.sum() < 2 or (spec.kind == "binary" and len(np.unique(rows.y[mask])) < 2):
+        return None
+    return spec.metrics(rows.take(mask), output[mask], classes, params.evaluate)
+
+
 def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, Any]:
     """Every fitted family (and the blend) on the untouched holdout of each protocol."""
     tracks, splits = load_tables(paths)
@@ -84,6 +115,11 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
     for protocol in protocols(params):
         data = task_rows(tracks, splits, params, task, protocol, "test")
         guessed = without_genre(data) if as_scored else None
+        shared = None
+        if protocol == ALBUM_PROTOCOL:
+            train, _ = split_frames(tracks, splits, protocol)
+            shared = album_shared(data.inputs["album_name"], train["album_name"])
+            metrics["album_subsets"] = _album_subsets_header(shared, as_scored)
         metrics[protocol] = {}
         if guessed is not None:
             metrics[GENRE_PREDICTED][protocol] = {}
@@ -91,22 +127,38 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
             model: TaskModel = mlflow.sklearn.load_model(str(folder))
             output = spec.output(model, data.inputs)
             metrics[protocol][folder.name] = spec.metrics(data, output, classes, params.evaluate)
+            conditions = {"given": (data, output)}
             if guessed is not None:
                 guessed_output = spec.output(model, guessed.inputs)
                 metrics[GENRE_PREDICTED][protocol][folder.name] = spec.metrics(
                     guessed, guessed_output, classes, params.evaluate
                 )
+                conditions[GENRE_PREDICTED] = (guessed, guessed_output)
+            if shared is not None:
+                for condition, (rows, answered) in conditions.items():
+                    for subset, mask in (("album_unseen", ~shared), ("album_shared", shared)):
+                        metrics["album_subsets"][condition][subset][folder.name] = _subset_metrics(
+                            spec, rows, answered, mask, classes, params
+                        )
             if protocol == main and folder.name == selection["selected"]:
                 _report_selected(task, data, output, model, classes, paths.reports / task)
     # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
     write_json(rounded(metrics), paths.task_metrics(task))
     first_family = next(iter(metrics[main].values()))
     keys = TASK_SPECS[task].report_metrics(first_family)
-    comparison = task_report.comparison_markdown(task, metrics, keys, protocols(params))
+    gate = (spec.gate_metric, spec.lower_is_better)
+    comparison = task_report.comparison_markdown(task, metrics, keys, protocols(params), gate=gate)
     if as_scored:
         guessed_metrics = {**metrics, **metrics[GENRE_PREDICTED]}
         comparison += "\n" + task_report.comparison_markdown(
-            task, guessed_metrics, keys, protocols(params), condition="without a given genre (as scored)"
+            task,
+            guessed_metrics,
+            keys,
+            protocols(params),
+            condition="without a given genre (as scored)",
+            gate=gate,
         )
+    if "album_subsets" in metrics:
+        comparison += "\n" + task_report.album_subsets_markdown(task, metrics, keys, gate)
     write_text(comparison, paths.reports / task / "comparison.md")
     return rounded(metrics)

@@ -46,6 +46,27 @@ def _forward_score(spec: TaskSpec, rows: TaskData, predict: Any) -> float | None
         return None
 
 
+def _album_subset_values(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, float]]:
+    """(condition prefix, subset, family, metric, value) of evaluate's album subsets, defined ones only."""
+    subsets = metrics.get("album_subsets", {})
+    values = []
+    for condition in ("given", GENRE_PREDICTED):
+        prefix = "" if condition == "given" else f"{GENRE_PREDICTED}_"
+        for subset, by_family in subsets.get(condition, {}).items():
+            for family, by_metric in by_family.items():
+                for k, v in (by_metric or {}).items():
+                    if isinstance(v, int | float) and np.isfinite(v):
+                        values.append((prefix, subset, family, k, float(v)))
+    return values
+
+
+def _album_subset_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        f"holdout_{prefix}{subset}_{family}_{k}": v
+        for prefix, subset, family, k, v in _album_subset_values(metrics)
+    }
+
+
 def register_task(
     paths: ProjectPaths, params: Params, task: TaskName, parent_run_id: str | None = None
 ) -> dict[str, Any]:
@@ -83,6 +104,12 @@ def register_task(
         **({"genre_absent_answered_by": "genre-free fallback"} if reads_genre(spec) else {}),
         # Up to when this model's training rows knew the labels: later labels are new to it.
         "labels_through": str(labels.get("newest_labelled_at") or "none"),
+        # The selected model on the artist holdout's album subsets (components/evaluation.py).
+        **{
+            f"holdout_{prefix}{subset}_{k}": f"{v:.4f}"
+            for prefix, subset, family, k, v in _album_subset_values(metrics)
+            if family == selected
+        },
         # The same holdout without the genre: the quality a batch without a genre gets.
         **{
             f"holdout_{GENRE_PREDICTED}_{k}": f"{v:.4f}"
@@ -100,6 +127,7 @@ def register_task(
             for k, v in m.items()
             if isinstance(v, int | float) and np.isfinite(v)
         }
+        flat.update(_album_subset_metrics(metrics))
         tracker.log(
             run.id,
             params={

@@ -48,6 +48,8 @@ from trackflow.tracking import Tracker, save_sklearn_model
 
 # The fit-seconds key of a family's genre-free fallback.
 GENRE_FREE_SUFFIX = "_genre_free"
+# The folder and name of the untuned baseline beside the tuned families (never a selection candidate).
+BASELINE = "baseline"
 
 
 def _oof_outputs(
@@ -273,6 +275,15 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                     None if members[0].fallback is None else BlendModel([m.fallback for m in members], kind),
                 )
                 _save(blend, staging / protocol / BLEND, data)
+            started = time.perf_counter()
+            baseline = _fit_baseline(params, task, data, classes, n_classes, weights, device)
+            fit_seconds.setdefault(protocol, {})[BASELINE] = round(time.perf_counter() - started, 2)
+            _save(baseline, staging / protocol / BASELINE, data)
+        selection["baseline"] = {
+            "family": "lightgbm",
+            "params": params.train.baseline.model_dump(),
+            "note": "untuned (train.baseline); a row of every comparison, never selected",
+        }
         selection["fit_seconds"] = fit_seconds
         selection["final_iterations"] = final_iterations
         selection["train_rows"] = train_rows
@@ -341,6 +352,35 @@ def _refit_plan(
         time.perf_counter() - started,
     )
     return plan
+
+
+def _fit_baseline(
+    params: Params,
+    task: TaskName,
+    data: TaskData,
+    classes: Any,
+    n_classes: int | None,
+    weights: np.ndarray | None,
+    device: str,
+) -> TaskModel:
+    """The untuned LightGBM of `train.baseline` on the same rows and feature groups as the tuned families,
+    with its genre-free fallback where the task reads the genre: what tuning and blending must beat."""
+    fit = functools.partial(
+        fit_final,
+        FAMILIES["lightgbm"],
+        TASK_SPECS[task].kind,
+        params.train.baseline.model_dump(),
+        make_featurizer=featurizer_factory(params, task),
+        seed=params.train.seed,
+        device=device,
+        n_classes=n_classes,
+        sample_weight=weights,
+    )
+    fallback = None
+    if reads_genre(TASK_SPECS[task]):
+        genre_free = without_genre(data)
+        fallback = fit(genre_free.inputs, genre_free.y)
+    return TaskModel(task, fit(data.inputs, data.y), classes, BASELINE, fallback)
 
 
 def _save(model: TaskModel, target: Path, data: TaskData) -> None:
