@@ -12,16 +12,24 @@ from sklearn.pipeline import Pipeline
 
 from components.families import FAMILIES
 from components.features import TrackFeaturizer
+from components.names import NameModelSettings
 from components.params import LightGBMParams
 from components.schema import TARGET, model_inputs
 from components.tuning import fit_final
 
 
-def fit_baseline(train: pd.DataFrame, params: LightGBMParams, seed: int, groups: Sequence[str]) -> Pipeline:
-    """Featurizer (these feature groups) and the fixed-parameter LightGBM regressor, on the training rows."""
+def fit_baseline(
+    train: pd.DataFrame,
+    params: LightGBMParams,
+    seed: int,
+    groups: Sequence[str],
+    names: NameModelSettings | None = None,
+) -> Pipeline:
+    """Featurizer (these feature groups) and the fixed-parameter LightGBM regressor, on the training rows;
+    `names`: the names group's settings, when `groups` hold it."""
 
     def featurizer(needs_scaling: bool) -> TrackFeaturizer:
-        return TrackFeaturizer(groups=tuple(groups), seed=seed, scale=needs_scaling)
+        return TrackFeaturizer(groups=tuple(groups), seed=seed, scale=needs_scaling, names=names)
 
     y = train[TARGET].astype("float64").to_numpy()
     return fit_final(

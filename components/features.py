@@ -18,6 +18,18 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from components.names import (
+    NAME_COLUMNS,
+    NAME_OUTPUT,
+    SCRIPT_COLUMNS,
+    NameCharacters,
+    NameModel,
+    NameModelSettings,
+    fit_name_model,
+    hashed_ngrams,
+    name_texts,
+    script_shares,
+)
 from components.schema import ARTIST_SEPARATOR, AUDIO_FEATURES, GENRE, GENRE_SEPARATOR, InputArrays
 from components.tracks import primary_artist
 
@@ -29,6 +41,7 @@ FEATURE_GROUPS: tuple[str, ...] = (
     "artist_target",  # out-of-fold smoothed target encoding of the primary artist
     "album_target",  # the same for the album
     "ids",  # integer genre_index and artist_bucket, for models that embed them (the MLP)
+    "names",  # out-of-fold linear model on the names' character n-grams, and their scripts (names.py)
 )
 DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre")
 _IMPUTED = (*AUDIO_FEATURES, "duration_ms")
@@ -157,17 +170,32 @@ class _Lookups:
         )
 
 
+def _texts(columns: InputArrays) -> list[str]:
+    return name_texts(*(columns[c] for c in NAME_COLUMNS))
+
+
+def _name_frame(block: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(block, columns=[NAME_OUTPUT, *SCRIPT_COLUMNS], index=index)
+
+
 # --- the fitted preprocessing -----------------------------------------------------------------------------
 class TrackFeaturizer(TransformerMixin, BaseEstimator):
     """Raw track rows -> feature frame. Fitted state: genre vocabulary, genre medians for imputation,
     loudness/tempo scale, artist counts and target encodings (cross-fitted on the training rows)."""
 
     def __init__(
-        self, groups: Sequence[str] = DEFAULT_GROUPS, seed: int = 42, target_cv: int = 5, scale: bool = False
+        self,
+        groups: Sequence[str] = DEFAULT_GROUPS,
+        seed: int = 42,
+        target_cv: int = 5,
+        scale: bool = False,
+        names: NameModelSettings | None = None,
     ):
         self.groups = groups
         self.seed = seed
         self.target_cv = target_cv
+        # The name model's settings (params.yaml train.names): needed by the names group only.
+        self.names = names
         # Standardise continuous outputs (for the MLP); 0/1 and id columns are left as they are.
         self.scale = scale
 
@@ -291,6 +319,21 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             )
             encoded = self.target_encoder_.fit_transform(categories, np.asarray(y, dtype="float64"))
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
+        self.name_model_ = None
+        if "names" in self.groups:
+            if y is None or self.names is None:
+                raise ValueError("the names feature group needs y and its settings (train.names) to fit")
+            texts = _texts(InputArrays.view(X))
+            fitted = fit_name_model(
+                texts,
+                np.asarray(y),
+                primary_artist(X["artists"].fillna("")).fillna("").astype(str).to_numpy(),
+                self.names,
+            )
+            self.name_model_ = fitted.model
+            scripts = script_shares(NameCharacters.of(texts))
+            block = np.column_stack([fitted.out_of_fold, scripts])
+            base = pd.concat([base, _name_frame(block, X.index)], axis=1)
         self.feature_names_out_ = list(base.columns)
         self._fit_scaler(base)
         return self._apply_scaler(base)
@@ -309,15 +352,20 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         if self.target_encoder_ is not None:
             encoded = self.target_encoder_.transform(categories)
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
+        if self._name_model() is not None:
+            base = pd.concat([base, _name_frame(self._name_block(InputArrays.view(X)), X.index)], axis=1)
         return self._apply_scaler(base[self.feature_names_out_])
 
-    def transform_matrix(self, X: pd.DataFrame | InputArrays) -> np.ndarray:
+    def transform_matrix(
+        self, X: pd.DataFrame | InputArrays, shared: dict[tuple[object, ...], object] | None = None
+    ) -> np.ndarray:
         """`transform` as a float64 matrix in `feature_names_out_` order: the inference path's features.
 
         Built in numpy from the input columns' arrays, each text column worked out once per distinct value
         (a batch holds far fewer distinct genres and artists than rows): one row costs a fraction of a
         millisecond, where the frame-building path of `fit_transform` costs several. The values are those of
-        that path (a test compares them); missing audio values, rare at scoring, are imputed through it."""
+        that path (a test compares them); missing audio values, rare at scoring, are imputed through it.
+        `shared`: one batch's store of what featurizers of the batch can share (the names' n-grams)."""
         check_is_fitted(self, "feature_names_out_")
         columns = X if isinstance(X, InputArrays) else InputArrays.view(X)
         lookups = self._lookups()
@@ -366,11 +414,37 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
                     self.target_encoder_.transform(self._category_frame(columns.frame())), dtype="float64"
                 )
             )
+        if self._name_model() is not None:
+            blocks.append(self._name_block(columns, shared))
         matrix = np.hstack(blocks) if blocks else np.empty((len(columns), 0))
         if lookups.scale_positions.size:
             columns = lookups.scale_positions
             matrix[:, columns] = (matrix[:, columns] - lookups.scale_mean) / lookups.scale_std
         return matrix
+
+    def _name_block(
+        self, columns: InputArrays, shared: dict[tuple[object, ...], object] | None = None
+    ) -> np.ndarray:
+        """The names output and script shares of the rows. The characters and hashed n-grams depend on the
+        rows and the n-gram settings only, the output on the name model too (a blend's members share one):
+        kept in `shared` for the batch's other featurizers."""
+        shared = {} if shared is None else shared
+        if ("name_characters",) not in shared:
+            characters = NameCharacters.of(_texts(columns))
+            shared[("name_characters",)] = characters
+            shared[("name_scripts",)] = script_shares(characters)
+        settings = self.name_model_.settings
+        ngrams_key = ("name_ngrams", settings.n_features, settings.ngram_min, settings.ngram_max)
+        if ngrams_key not in shared:
+            shared[ngrams_key] = hashed_ngrams(shared[("name_characters",)], settings)
+        output_key = ("name_output", self.name_model_.digest_)
+        if output_key not in shared:
+            shared[output_key] = self.name_model_.predict(shared[ngrams_key])
+        return np.column_stack([shared[output_key], shared[("name_scripts",)]])
+
+    def _name_model(self) -> NameModel | None:
+        # getattr: featurizers pickled before the names group existed have no name model.
+        return getattr(self, "name_model_", None)
 
     def _lookups(self) -> _Lookups:
         # Worked out once per fitted featurizer, never pickled (see __getstate__).

@@ -59,6 +59,18 @@ def unknown_genre_note(unknown: Sequence[str]) -> str:
     return f"track_genre: {names} is not a known genre (configs/genres.txt)"
 
 
+def normalise_genre(value: object, vocabulary: GenreVocabulary) -> tuple[str | None, str | None]:
+    """One genre value in the dataset's spellings, and a note naming what is unknown (None when nothing
+    is): null, blank and NaN read as no genre; a genre that matches none gives (None, note)."""
+    text = value.strip() if isinstance(value, str) else value
+    if text is None or text is pd.NA or text == "" or (isinstance(text, float) and text != text):
+        return None, None
+    genre, unknown = vocabulary.canonical(str(text))
+    if genre is None:
+        return None, unknown_genre_note(unknown or [str(text)])
+    return genre, unknown_genre_note(unknown) if unknown else None
+
+
 def normalise_genres(values: pd.Series, vocabulary: GenreVocabulary) -> tuple[pd.Series, pd.Series]:
     """Canonical genre sets for `values` (null stays null), and per row a note naming what is unknown
     (null where the row is fine). A row with an unknown genre gets a null genre and a note."""
@@ -67,9 +79,9 @@ def normalise_genres(values: pd.Series, vocabulary: GenreVocabulary) -> tuple[pd
     canonical: dict[str, object] = {}
     notes: dict[str, object] = {}
     for value in text.dropna().unique():
-        genre, unknown = vocabulary.canonical(str(value))
+        genre, note = normalise_genre(value, vocabulary)
         canonical[value] = genre if genre is not None else pd.NA
-        notes[value] = unknown_genre_note(unknown) if unknown else pd.NA
+        notes[value] = note if note is not None else pd.NA
     return (
         text.map(canonical).astype("string"),
         text.map(notes).astype("string"),

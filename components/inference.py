@@ -68,6 +68,7 @@ class FeatureCache:
         self._inputs: dict[tuple[int, tuple[str, ...]], InputArrays] = {}
         self._subsets: dict[tuple[int, bytes], InputArrays] = {}
         self._features: dict[tuple[str, int], np.ndarray] = {}
+        self._shared: dict[int, dict[tuple[object, ...], object]] = {}
 
     def inputs(self, rows: pd.DataFrame | InputArrays, columns: tuple[str, ...]) -> InputArrays:
         """`rows`' model inputs `columns` (InputArrays.of), each column converted once per rows."""
@@ -103,7 +104,8 @@ class FeatureCache:
         key = (state_key(featurizer), id(inputs))
         if key not in self._features:
             self._held.append(inputs)
-            self._features[key] = featurizer.transform_matrix(inputs)
+            shared = self._shared.setdefault(id(inputs), {})
+            self._features[key] = featurizer.transform_matrix(inputs, shared)
         return self._features[key]
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from components.names import NameModelSettings
 from components.schema import SplitProtocol
 
 
@@ -56,8 +57,35 @@ class LightGBMParams(_Section):
 
 
 FeatureGroup = Literal[
-    "audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target", "ids"
+    "audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target", "ids", "names"
 ]
+
+
+class NamesParams(_Section):
+    """The names feature group's linear model (components/names.py)."""
+
+    hash_features: int = Field(ge=2**10, le=2**22)
+    ngram_min: int = Field(ge=1)
+    ngram_max: int = Field(ge=1)
+    alpha: float = Field(gt=0)
+    folds: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _ngram_range(self) -> NamesParams:
+        if self.hash_features & (self.hash_features - 1):
+            raise ValueError(f"train.names: hash_features {self.hash_features} is not a power of two")
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"train.names: ngram_min {self.ngram_min} is above ngram_max {self.ngram_max}")
+        return self
+
+    def settings(self) -> NameModelSettings:
+        return NameModelSettings(
+            n_features=self.hash_features,
+            ngram_min=self.ngram_min,
+            ngram_max=self.ngram_max,
+            alpha=self.alpha,
+            folds=self.folds,
+        )
 
 
 TaskName = str  # a key of components.tasks.TASK_SPECS, checked on load
@@ -94,6 +122,7 @@ class TrainParams(_Section):
     profiles: dict[str, TuningProfile]
     # The untuned LightGBM fitted beside the tuned families: a row of every comparison, never selected.
     baseline: LightGBMParams
+    names: NamesParams
 
     @model_validator(mode="after")
     def _known_names(self) -> TrainParams:

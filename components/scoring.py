@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,20 @@ class Champion:
     def uri(self) -> str:
         return f"models:/{self.task}/{self.version}"
 
+    @cached_property
+    def task_model(self) -> Any | None:
+        """The model's TaskModel (components/task_model.py), which the inference path answers with,
+        unwrapped once per loaded champion; None for a model of another kind, answered through its pyfunc
+        `predict`."""
+        from components.task_model import TaskModel
+
+        raw = getattr(self.model, "get_raw_model", None)
+        try:
+            model = raw() if raw is not None else None
+        except Exception:  # a pyfunc model without a raw model behind it
+            return None
+        return model if isinstance(model, TaskModel) else None
+
 
 def _check_columns(model: Any, available: Sequence[str]) -> None:
     """A KeyError naming the input columns of the model's signature that the batch lacks."""
@@ -78,14 +93,11 @@ def _check_columns(model: Any, available: Sequence[str]) -> None:
 
 def _model_columns(model: Any, available: pd.DataFrame) -> pd.DataFrame:
     """The input columns the model's signature names, in its order (all of them if it has none)."""
+    _check_columns(model, available.columns)
     schema = model.metadata.get_input_schema()
     if schema is None or not schema.has_input_names():
         return available
-    names = schema.input_names()
-    missing = [n for n in names if n not in available.columns]
-    if missing:
-        raise KeyError(f"the batch lacks input column(s) {missing} that the model needs")
-    return available[names]
+    return available[schema.input_names()]
 
 
 def plain_inputs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,19 +129,6 @@ def colliding_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c in OUTPUT_COLUMNS]
 
 
-def task_model(champion: Champion) -> Any | None:
-    """The champion's TaskModel (components/task_model.py), which the inference path answers with; None
-    for a model of another kind, answered through its pyfunc `predict`."""
-    from components.task_model import TaskModel
-
-    raw = getattr(champion.model, "get_raw_model", None)
-    try:
-        model = raw() if raw is not None else None
-    except Exception:  # a pyfunc model without a raw model behind it
-        return None
-    return model if isinstance(model, TaskModel) else None
-
-
 def task_outputs(
     rows: pd.DataFrame | InputArrays, champions: Mapping[str, Champion]
 ) -> dict[str, np.ndarray]:
@@ -145,7 +144,7 @@ def task_outputs(
         if champion is None:
             continue
         _check_columns(champion.model, rows.columns)
-        model = task_model(champion)
+        model = champion.task_model
         if model is not None:
             out[task] = model.outputs(rows, cache)
         else:
@@ -157,7 +156,7 @@ def task_outputs(
 
 def task_answer(task: str, champion: Champion, output: np.ndarray) -> np.ndarray:
     """The answer scoring writes for a task, from its `task_outputs` entry."""
-    model = task_model(champion)
+    model = champion.task_model
     return output if model is None else model.answer(output)
 
 

@@ -20,7 +20,6 @@ from components.scoring import (
     Champion,
     answer_columns,
     score_with_outputs,
-    task_model,
     with_given_genre,
 )
 from components.tasks import GENRE_TASK
@@ -113,7 +112,7 @@ def answer_rows(
     model server and the explorer show."""
     scored, outputs = score_with_outputs(rows, champions, pd.Timestamp.now("UTC"), passthrough)
     genre = champions.get(GENRE_TASK)
-    model = task_model(genre) if genre is not None else None
+    model = genre.task_model if genre is not None else None
     if model is not None:
         scored["genre_top"] = top_genres(outputs[GENRE_TASK], list(model.classes), top_k)
     return scored
@@ -132,7 +131,7 @@ def answer_records(
     inputs = with_given_genre(InputArrays.from_records(rows, present))
     columns, outputs = answer_columns(inputs, champions)
     genre = champions.get(GENRE_TASK)
-    model = task_model(genre) if genre is not None else None
+    model = genre.task_model if genre is not None else None
     if model is not None:
         columns["genre_top"] = top_genres(outputs[GENRE_TASK], list(model.classes), top_k)
     per_row = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}

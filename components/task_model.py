@@ -68,7 +68,7 @@ class TaskModel(BaseEstimator):
 
     def without_genre(self, X: pd.DataFrame) -> np.ndarray:
         """The rows the genre-free fallback answers: those without a genre (none without a fallback)."""
-        return self._absent(self._inputs(X, FeatureCache()))
+        return self._absent(InputArrays.of(X, TASK_SPECS[self.task].input_columns))
 
     def _absent(self, inputs: InputArrays) -> np.ndarray:
         if self.fallback is None or GENRE not in inputs:

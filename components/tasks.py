@@ -83,7 +83,7 @@ class TaskSpec(ABC):
     # The holdout metric that decides promotion, and whether lower is better.
     gate_metric: ClassVar[str]
     lower_is_better: ClassVar[bool]
-    # Feature groups that would read this task's label.
+    # Feature groups that would read this task's label, or that this kind of task cannot use.
     label_groups: ClassVar[tuple[str, ...]] = ()
 
     # --- rows ---
@@ -253,7 +253,8 @@ class GenreSetTask(TaskSpec):
     kind: ClassVar[TaskKind] = "multiclass"
     gate_metric: ClassVar[str] = "top1_set_accuracy"
     lower_is_better: ClassVar[bool] = False
-    label_groups: ClassVar[tuple[str, ...]] = ("genre",)
+    # The names group's linear model has one output: a 114-class one would add 114 columns to each model.
+    label_groups: ClassVar[tuple[str, ...]] = ("genre", "names")
     answers_input: ClassVar[str | None] = "track_genre"
     answer_dtype: ClassVar[str] = "object"
 

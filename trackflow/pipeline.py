@@ -153,6 +153,7 @@ _MODEL_PARAMS = (
     "train.device",
     "train.hit_threshold",
     "train.feature_groups",
+    "train.names",
     "train.profile",
     "train.profiles",
 )

@@ -33,7 +33,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from components.discovery.space import DiscoveryInputError
-from components.genres import GenreVocabulary, unknown_genre_note
+from components.genres import GenreVocabulary, normalise_genre
 from components.params import Params
 from components.schema import GENRE
 from components.scoring import OUTPUT_COLUMNS, Champion
@@ -144,14 +144,9 @@ def _request_rows(rows: list[dict[str, Any]], vocabulary: GenreVocabulary) -> li
     more than the models' answer to one row. The caller's rows stay as they came."""
     rows = [dict(row) for row in rows]
     for position, row in enumerate(rows):
-        value = row.get(GENRE)
-        text = value.strip() if isinstance(value, str) else value
-        if text is None or text == "" or (isinstance(text, float) and text != text):  # null, blank, NaN
-            row[GENRE] = None
-            continue
-        genre, unknown = vocabulary.canonical(str(text))
-        if genre is None:
-            raise _unprocessable(f"rows.{position}.{GENRE}", unknown_genre_note(unknown))
+        genre, note = normalise_genre(row.get(GENRE), vocabulary)
+        if genre is None and note is not None:
+            raise _unprocessable(f"rows.{position}.{GENRE}", note)
         row[GENRE] = genre
     return rows
 

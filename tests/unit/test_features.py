@@ -19,6 +19,7 @@ from tests.builders import synthetic_tracks
 from tests.conftest import repo_params
 
 LIGHTGBM = repo_params().ablation.lightgbm
+NAMES = repo_params().train.names.settings()
 
 
 def test_pure_feature_functions() -> None:
@@ -46,7 +47,7 @@ def test_index_column_can_never_reach_a_model() -> None:
     tracks = synthetic_tracks()
     # A column that encodes the label perfectly, under the names the upstream index column takes.
     poisoned = tracks.assign(**{"": tracks["popularity"], "Unnamed: 0": tracks["popularity"]})
-    featurizer = TrackFeaturizer(groups=FEATURE_GROUPS)
+    featurizer = TrackFeaturizer(groups=FEATURE_GROUPS, names=NAMES)
     features = featurizer.fit_transform(poisoned, poisoned["popularity"])
     assert not {"", "Unnamed: 0", "popularity"} & set(features.columns)
     # The poisoned columns change nothing: same features with or without them.
@@ -72,8 +73,9 @@ def test_target_encoding_carries_no_signal_when_target_is_shuffled() -> None:
 
 def test_features_are_deterministic_for_a_seed() -> None:
     tracks = synthetic_tracks()
-    a = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11).fit_transform(tracks, tracks["popularity"])
-    b = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11).fit_transform(tracks, tracks["popularity"])
+    y = tracks["popularity"]
+    a = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11, names=NAMES).fit_transform(tracks, y)
+    b = TrackFeaturizer(groups=FEATURE_GROUPS, seed=11, names=NAMES).fit_transform(tracks, y)
     pd.testing.assert_frame_equal(a, b)
 
 

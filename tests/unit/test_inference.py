@@ -19,6 +19,7 @@ from components.task_model import BlendModel, TaskModel
 from components.tasks import TASK_SPECS
 from components.tuning import fit_final
 from tests.builders import TINY_FAMILY_PARAMS, synthetic_tracks
+from tests.conftest import repo_params
 
 TINY = TINY_FAMILY_PARAMS
 KINDS = {"popularity": "regression", "hit": "binary", "genre": "multiclass"}
@@ -40,11 +41,18 @@ def _labels(task: str, tracks: pd.DataFrame) -> tuple[np.ndarray, list[str] | No
 
 
 def _featurizer(family: str, task: str):
-    groups = tuple(g for g in ("audio", "engineered", "genre") if not (task == "genre" and g == "genre"))
+    # The default groups of params.yaml (names included), as training builds them.
+    train = repo_params().train
+    groups = TASK_SPECS[task].feature_groups(train.feature_groups)
     extra = FAMILIES[family].extra_feature_groups
 
     def make(needs_scaling: bool) -> TrackFeaturizer:
-        return TrackFeaturizer(groups=tuple(dict.fromkeys(groups + extra)), seed=1, scale=needs_scaling)
+        return TrackFeaturizer(
+            groups=tuple(dict.fromkeys(groups + extra)),
+            seed=1,
+            scale=needs_scaling,
+            names=train.names.settings(),
+        )
 
     return make
 
@@ -130,12 +138,14 @@ def test_fitted_models_pickle_without_the_inference_caches(blends: dict[str, Tas
 )
 def test_the_feature_matrix_is_the_frame_built_features(groups: tuple[str, ...], scale: bool) -> None:
     tracks = synthetic_tracks(600, seed=3)
-    featurizer = TrackFeaturizer(groups=groups, scale=scale).fit(tracks, tracks["popularity"])
+    names = repo_params().train.names.settings()
+    featurizer = TrackFeaturizer(groups=groups, scale=scale, names=names).fit(tracks, tracks["popularity"])
     rows = tracks.sample(200, random_state=1).copy()
     rows.loc[rows.index[:5], "energy"] = np.nan
     rows.loc[rows.index[5:8], GENRE] = None
     rows.loc[rows.index[8:10], GENRE] = "not-a-genre|pop"
     rows.loc[rows.index[10:12], "artists"] = None
+    rows.loc[rows.index[12:14], ["track_name", "album_name", "artists"]] = None
     frame = featurizer.transform_frame(rows).to_numpy(dtype="float64")
     assert np.array_equal(featurizer.transform_matrix(rows), frame, equal_nan=True)
     assert list(featurizer.transform(rows).columns) == featurizer.feature_names_out_

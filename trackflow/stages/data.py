@@ -139,7 +139,15 @@ def split(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     return {protocol: splits[f"split_{protocol}"].value_counts().to_dict() for protocol in PROTOCOLS}
 
 
-ABLATION_ORDER = ("audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target")
+ABLATION_ORDER = (
+    "audio",
+    "engineered",
+    "genre",
+    "names",
+    "artist_frequency",
+    "artist_target",
+    "album_target",
+)
 
 
 def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
@@ -152,7 +160,9 @@ def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
         row: dict[str, Any] = {"groups": "+".join(groups)}
         for protocol in PROTOCOLS:
             train_rows, test_rows = split_frames(tracks, splits, protocol)
-            model = fit_baseline(train_rows, params.ablation.lightgbm, params.train.seed, groups)
+            model = fit_baseline(
+                train_rows, params.ablation.lightgbm, params.train.seed, groups, params.train.names.settings()
+            )
             y, predicted = test_rows[TARGET].to_numpy("float64"), predict_baseline(model, test_rows)
             metrics = regression_metrics(y, predicted)
             row.update({f"{protocol}_{k}": v for k, v in metrics.items() if k != "n"})

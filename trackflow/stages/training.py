@@ -61,7 +61,10 @@ def featurizer_factory(params: Params, task: TaskName, extra_groups: tuple[str, 
 
     def make(needs_scaling: bool) -> TrackFeaturizer:
         return TrackFeaturizer(
-            groups=tuple(dict.fromkeys(groups)), seed=params.train.seed, scale=needs_scaling
+            groups=tuple(dict.fromkeys(groups)),
+            seed=params.train.seed,
+            scale=needs_scaling,
+            names=params.train.names.settings(),
         )
 
     return make
