@@ -24,17 +24,28 @@ def fit_baseline(
     seed: int,
     groups: Sequence[str],
     names: NameModelSettings | None = None,
+    artist_mask_share: float = 0.0,
+    hit_threshold: float | None = None,
 ) -> Pipeline:
-    """Featurizer (these feature groups) and the fixed-parameter LightGBM regressor, on the training rows;
-    `names`: the names group's settings, when `groups` hold it."""
+    """Featurizer (these feature groups) and the fixed-parameter LightGBM regressor of popularity on the
+    training rows, or with `hit_threshold` its classifier of popularity >= threshold; `names`: the names
+    group's settings, when `groups` hold it; `artist_mask_share` as in TrackFeaturizer."""
 
     def featurizer(needs_scaling: bool) -> TrackFeaturizer:
-        return TrackFeaturizer(groups=tuple(groups), seed=seed, scale=needs_scaling, names=names)
+        return TrackFeaturizer(
+            groups=tuple(groups),
+            seed=seed,
+            scale=needs_scaling,
+            names=names,
+            artist_mask_share=artist_mask_share,
+        )
 
     y = train[TARGET].astype("float64").to_numpy()
+    if hit_threshold is not None:
+        y = (y >= hit_threshold).astype("int64")
     return fit_final(
         FAMILIES["lightgbm"],
-        "regression",
+        "regression" if hit_threshold is None else "binary",
         params.model_dump(),
         model_inputs(train),
         y,
@@ -45,5 +56,7 @@ def fit_baseline(
 
 
 def predict_baseline(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
-    # Popularity is bounded: clip so that no prediction leaves the label's range.
+    """Popularity, clipped to the label's range; a hit classifier's probability of a hit."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(model_inputs(frame))[:, 1]
     return np.clip(model.predict(model_inputs(frame)), 0.0, 100.0)

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from components.features import album_key
+
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true = np.asarray(y_true, dtype="float64")
@@ -124,11 +126,6 @@ def most_confused_pairs(label_sets: list[set[str]], top1: list[str], n: int = 15
 
 
 ALBUM_SUBSETS: tuple[str, ...] = ("album_unseen", "album_shared")
-
-
-def album_key(names: pd.Series) -> np.ndarray:
-    """Album names as compared across the split: case-folded, trimmed; no name reads as ""."""
-    return names.fillna("").astype(str).str.strip().str.casefold().to_numpy()
 
 
 def album_shared(test_albums: pd.Series, train_albums: pd.Series) -> np.ndarray:

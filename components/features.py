@@ -9,7 +9,6 @@ inputs by name, so the upstream index column (or any column not listed here) can
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from components.feature_matrix import Distinct, Lookups, floats
 from components.names import (
     NAME_COLUMNS,
     NAME_OUTPUT,
@@ -42,7 +42,9 @@ FEATURE_GROUPS: tuple[str, ...] = (
     "album_target",  # the same for the album
     "ids",  # integer genre_index and artist_bucket, for models that embed them (the MLP)
     "names",  # out-of-fold linear model on the names' character n-grams, and their scripts (names.py)
+    "catalog",  # credited artists; the catalog's other tracks on the album (album_catalog_tracks)
 )
+CATALOG_COLUMNS = ("credited_artists", "album_catalog_tracks")
 DEFAULT_GROUPS: tuple[str, ...] = ("audio", "engineered", "genre")
 _IMPUTED = (*AUDIO_FEATURES, "duration_ms")
 _EPS = 1e-3
@@ -96,6 +98,24 @@ def genre_multi_hot(track_genre: pd.Series, vocabulary: Sequence[str]) -> pd.Dat
     return pd.DataFrame(hot, index=track_genre.index, columns=[f"genre__{g}" for g in vocabulary])
 
 
+def primary_artists(artists: pd.Series) -> np.ndarray:
+    """tracks.primary_artist's first credited artist per row ("" for none), worked out once per distinct
+    value: a featurizer fit on 30,000 rows splits them in milliseconds, not seconds."""
+    distinct = Distinct.of(artists.to_numpy(dtype=object), primary=True)
+    return np.asarray(distinct.values, dtype=object)[distinct.codes]
+
+
+def credited_artists(artists: pd.Series) -> pd.Series:
+    """How many artists a track credits (joined by ';'); 0 without any."""
+    text = artists.astype("string").fillna("").str.strip()
+    return (text.str.count(ARTIST_SEPARATOR) + 1).where(text != "", 0).astype("float64")
+
+
+def album_key(names: pd.Series) -> np.ndarray:
+    """Album names as compared across the catalog: case-folded, trimmed; no name reads as ""."""
+    return names.fillna("").astype(str).str.strip().str.casefold().to_numpy()
+
+
 def popularity_balanced_weights(y: pd.Series | np.ndarray, bins: int = 10) -> np.ndarray:
     """Weights inversely proportional to the frequency of each popularity band, with mean 1."""
     values = np.asarray(y, dtype="float64")
@@ -104,70 +124,6 @@ def popularity_balanced_weights(y: pd.Series | np.ndarray, bins: int = 10) -> np
     counts = np.bincount(band, minlength=bins).astype("float64")
     weights = 1.0 / counts[band]
     return weights / weights.mean()
-
-
-def _floats(values: np.ndarray) -> np.ndarray:
-    """A column's values as float64, nulls as NaN (object columns hold None or pd.NA for them)."""
-    if values.dtype.kind in "fiub":
-        return values.astype("float64", copy=False)
-    return pd.Series(values, dtype=object).to_numpy(dtype="float64", na_value=np.nan)
-
-
-@dataclass(frozen=True)
-class _Distinct:
-    """A text column as its distinct values and, per row, the position of the row's value among them."""
-
-    codes: np.ndarray
-    values: list[str]
-
-    @classmethod
-    def of(cls, column: np.ndarray, primary: bool = False) -> _Distinct:
-        """Nulls read as ""; `primary`: each value's first credited artist (tracks.primary_artist's)."""
-        codes, uniques = pd.factorize(np.asarray(column, dtype=object))
-        values = [str(v) for v in uniques]
-        if (codes < 0).any():
-            codes = np.where(codes < 0, len(values), codes)
-            values.append("")
-        if primary:
-            values = [v.split(ARTIST_SEPARATOR, 1)[0].strip() for v in values]
-        return cls(codes, values)
-
-    def each(self, genre_columns: dict[str, int]) -> np.ndarray:
-        """The multi-hot genre rows of the distinct values (genre_multi_hot's, as float64)."""
-        hot = np.zeros((len(self.values), len(genre_columns)), dtype="float64")
-        for row, value in enumerate(self.values):
-            for genre in value.split(GENRE_SEPARATOR):
-                if genre in genre_columns:
-                    hot[row, genre_columns[genre]] = 1.0
-        return hot
-
-    def first_values(self) -> list[str]:
-        return [v.split(GENRE_SEPARATOR, 1)[0] for v in self.values]
-
-
-@dataclass(frozen=True)
-class _Lookups:
-    """What `transform_matrix` reads from a fitted featurizer's state, in positional form."""
-
-    genre_columns: dict[str, int]
-    genre_position: dict[str, int]  # 0: unknown genre, as in the ids group
-    scale_positions: np.ndarray
-    scale_mean: np.ndarray
-    scale_std: np.ndarray
-
-    @classmethod
-    def of(cls, featurizer: TrackFeaturizer) -> _Lookups:
-        vocabulary = featurizer.genre_vocabulary_
-        # getattr: featurizers pickled before scaling existed have no scaler state and never scale.
-        scaled = list(getattr(featurizer, "scale_columns_", None) or [])
-        names = featurizer.feature_names_out_
-        return cls(
-            genre_columns={g: k for k, g in enumerate(vocabulary)},
-            genre_position={g: k + 1 for k, g in enumerate(vocabulary)},
-            scale_positions=np.array([names.index(c) for c in scaled], dtype="int64"),
-            scale_mean=featurizer.scale_mean_[scaled].to_numpy(dtype="float64") if scaled else np.empty(0),
-            scale_std=featurizer.scale_std_[scaled].to_numpy(dtype="float64") if scaled else np.empty(0),
-        )
 
 
 def _texts(columns: InputArrays) -> list[str]:
@@ -190,12 +146,16 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         target_cv: int = 5,
         scale: bool = False,
         names: NameModelSettings | None = None,
+        artist_mask_share: float = 0.0,
     ):
         self.groups = groups
         self.seed = seed
         self.target_cv = target_cv
         # The name model's settings (params.yaml train.names): needed by the names group only.
         self.names = names
+        # The share of training artists whose rows are encoded as an unseen artist's would be (artist
+        # groups, catalog counts), so that a model learns both regimes (train.artist_mask_share).
+        self.artist_mask_share = artist_mask_share
         # Standardise continuous outputs (for the MLP); 0/1 and id columns are left as they are.
         self.scale = scale
 
@@ -215,7 +175,9 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         )
         self.loudness_scale_ = (float(numeric["loudness"].mean()), float(numeric["loudness"].std() or 1.0))
         self.tempo_scale_ = (float(numeric["tempo"].mean()), float(numeric["tempo"].std() or 1.0))
-        self.artist_counts_ = primary_artist(X["artists"].fillna("")).value_counts()
+        self.artist_counts_ = pd.Series(primary_artists(X["artists"])).value_counts()
+        albums = pd.Series(album_key(X["album_name"]))
+        self.album_counts_ = albums[albums != ""].value_counts()
 
     def _impute(self, X: pd.DataFrame) -> pd.DataFrame:
         """Genre-aware imputation: a missing audio value takes the training median of the track's genre."""
@@ -256,6 +218,17 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             artists = primary_artist(X["artists"].fillna(""))
             counts = artists.map(self.artist_counts_).fillna(0).astype("float64")
             parts.append(pd.DataFrame({"artist_frequency": counts.to_numpy()}, index=X.index))
+        if "catalog" in self.groups:
+            album_tracks = pd.Series(album_key(X["album_name"])).map(self.album_counts_).fillna(0)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "credited_artists": credited_artists(X["artists"]).to_numpy(),
+                        "album_catalog_tracks": album_tracks.to_numpy(dtype="float64"),
+                    },
+                    index=X.index,
+                )
+            )
         if "ids" in self.groups:
             position = {g: k + 1 for k, g in enumerate(self.genre_vocabulary_)}  # 0: unknown genre
             genre_index = first_genre(genre_column(X)).map(position).fillna(0).astype("int64")
@@ -269,6 +242,37 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
                 )
             )
         return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
+
+    def _masked_rows(self, X: pd.DataFrame) -> np.ndarray:
+        """The training rows whose primary artist is in the seeded `artist_mask_share` of artists."""
+        artists = pd.Series(primary_artists(X["artists"]))
+        distinct = np.sort(artists.unique())
+        chosen = np.random.default_rng(self.seed).random(len(distinct)) < self.artist_mask_share
+        return artists.isin(set(distinct[chosen])).to_numpy()
+
+    def _as_catalog_of_others(self, X: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+        """The training rows' catalog counts as a scored track sees them: the catalog's *other* tracks (a
+        scored track is not in the training catalog), and for a masked artist's rows, nothing of its own
+        artist (a new artist has no track there)."""
+        counted = [c for c in ("artist_frequency", "album_catalog_tracks") if c in base.columns]
+        if not counted:
+            return base
+        base = base.copy()
+        masked = self._masked_rows(X)
+        if "artist_frequency" in base.columns:
+            base["artist_frequency"] = np.where(masked, 0.0, base["artist_frequency"] - 1.0)
+        if "album_catalog_tracks" in base.columns:
+            albums = album_key(X["album_name"])
+            artists = primary_artists(X["artists"])
+            own_artist = pd.Series(1, index=pd.MultiIndex.from_arrays([albums, artists])).groupby(
+                level=[0, 1]
+            )
+            same_artist = own_artist.transform("size").to_numpy(dtype="float64")
+            others = base["album_catalog_tracks"].to_numpy(dtype="float64") - np.where(
+                masked, same_artist, 1.0
+            )
+            base["album_catalog_tracks"] = np.where(albums == "", 0.0, others)
+        return base
 
     def _fit_scaler(self, features: pd.DataFrame) -> None:
         continuous = [
@@ -305,7 +309,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
     ) -> pd.DataFrame:
         X = X.reset_index(drop=True)
         self._fit_state(X)
-        base = self._base_features(X)
+        base = self._as_catalog_of_others(X, self._base_features(X))
         categories = self._category_frame(X)
         self.target_encoder_ = None
         if not categories.empty:
@@ -318,6 +322,10 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
                 cv=KFold(n_splits=self.target_cv, shuffle=True, random_state=self.seed),
             )
             encoded = self.target_encoder_.fit_transform(categories, np.asarray(y, dtype="float64"))
+            if "artist_target" in categories.columns:
+                # Masked artists' rows get what an unseen artist gets: the training target's mean.
+                column = list(categories.columns).index("artist_target")
+                encoded[self._masked_rows(X), column] = self.target_encoder_.target_mean_
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
         self.name_model_ = None
         if "names" in self.groups:
@@ -327,7 +335,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             fitted = fit_name_model(
                 texts,
                 np.asarray(y),
-                primary_artist(X["artists"].fillna("")).fillna("").astype(str).to_numpy(),
+                primary_artists(X["artists"]),
                 self.names,
             )
             self.name_model_ = fitted.model
@@ -369,17 +377,15 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         columns = X if isinstance(X, InputArrays) else InputArrays.view(X)
         lookups = self._lookups()
-        genres = _Distinct.of(columns[GENRE] if GENRE in columns else np.full(len(columns), "", dtype=object))
-        numeric = np.column_stack([_floats(columns[c]) for c in _IMPUTED]).reshape(
-            len(columns), len(_IMPUTED)
-        )
+        genres = Distinct.of(columns[GENRE] if GENRE in columns else np.full(len(columns), "", dtype=object))
+        numeric = np.column_stack([floats(columns[c]) for c in _IMPUTED]).reshape(len(columns), len(_IMPUTED))
         gaps = np.isnan(numeric).any(axis=1)
         if gaps.any():
             numeric[gaps] = self._impute(columns.take(gaps).frame()).to_numpy(dtype="float64")
         column = {name: numeric[:, k] for k, name in enumerate(_IMPUTED)}
         blocks: list[np.ndarray] = []
         if "audio" in self.groups:
-            explicit = np.nan_to_num(_floats(columns["explicit"]), nan=0.0)
+            explicit = np.nan_to_num(floats(columns["explicit"]), nan=0.0)
             blocks += [numeric[:, : len(AUDIO_FEATURES)], explicit[:, None]]
             blocks.append(np.log1p(np.clip(column["duration_ms"], 0, None) / 1000.0)[:, None])
         if "engineered" in self.groups:
@@ -395,11 +401,20 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         if "genre" in self.groups:
             blocks.append(genres.each(lookups.genre_columns)[genres.codes])
         if {"artist_frequency", "ids"} & set(self.groups):
-            artists = _Distinct.of(columns["artists"], primary=True)
+            artists = Distinct.of(columns["artists"], primary=True)
         if "artist_frequency" in self.groups:
             found = self.artist_counts_.index.get_indexer(artists.values)
             counts = np.where(found >= 0, self.artist_counts_.to_numpy()[found], 0).astype("float64")
             blocks.append(counts[artists.codes][:, None])
+        if "catalog" in self.groups:
+            credits = Distinct.of(columns["artists"])
+            per_credit = credited_artists(pd.Series(credits.values, dtype=object)).to_numpy()
+            albums = Distinct.of(columns["album_name"])
+            found = self.album_counts_.index.get_indexer(album_key(pd.Series(albums.values, dtype=object)))
+            album_tracks = np.where(found >= 0, self.album_counts_.to_numpy()[np.maximum(found, 0)], 0)
+            blocks.append(
+                np.column_stack([per_credit[credits.codes], album_tracks[albums.codes].astype("float64")])
+            )
         if "ids" in self.groups:
             first = np.array(
                 [lookups.genre_position.get(g, 0) for g in genres.first_values()], dtype="float64"
@@ -446,11 +461,11 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         # getattr: featurizers pickled before the names group existed have no name model.
         return getattr(self, "name_model_", None)
 
-    def _lookups(self) -> _Lookups:
+    def _lookups(self) -> Lookups:
         # Worked out once per fitted featurizer, never pickled (see __getstate__).
         cached = self.__dict__.get("_lookups_")
         if cached is None:
-            cached = self.__dict__["_lookups_"] = _Lookups.of(self)
+            cached = self.__dict__["_lookups_"] = Lookups.of(self)
         return cached
 
     def __getstate__(self) -> dict[str, object]:

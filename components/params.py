@@ -57,7 +57,15 @@ class LightGBMParams(_Section):
 
 
 FeatureGroup = Literal[
-    "audio", "engineered", "genre", "artist_frequency", "artist_target", "album_target", "ids", "names"
+    "audio",
+    "engineered",
+    "genre",
+    "artist_frequency",
+    "artist_target",
+    "album_target",
+    "ids",
+    "names",
+    "catalog",
 ]
 
 
@@ -123,6 +131,11 @@ class TrainParams(_Section):
     # The untuned LightGBM fitted beside the tuned families: a row of every comparison, never selected.
     baseline: LightGBMParams
     names: NamesParams
+    # Seeded training rows kept in each model: per-prediction explanations of a member without native SHAP
+    # values (the random forest, the MLP) compare a row against them.
+    explain_background_rows: int = Field(ge=1)
+    # The share of training artists encoded as unseen (artist groups, catalog counts): both regimes.
+    artist_mask_share: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
     def _known_names(self) -> TrainParams:
@@ -150,6 +163,8 @@ class AblationParams(_Section):
 class EvaluateParams(_Section):
     # The hit model's operating point: the best recall at at least this precision.
     hit_min_precision: float = Field(gt=0, lt=1)
+    # The selected model's SHAP importance (components/explain.py) is measured on a seeded sample this large.
+    explain_rows: int = Field(ge=10)
 
 
 class RegisterParams(_Section):
@@ -168,6 +183,9 @@ class ScoreParams(_Section):
     chunk_rows: int = Field(ge=1)
     # A scoring batch may be small (one album, a few audio files); the training gate's minimum does not apply.
     min_rows: int = Field(ge=1)
+    # Opt-in per-prediction explanations: each task's top this-many reasons as a JSON column (0: off; it
+    # costs more than the answer).
+    reasons: int = Field(ge=0, le=20)
 
 
 class DriftParams(_Section):

@@ -13,6 +13,7 @@ an output column.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,6 +49,7 @@ OUTPUT_COLUMNS: frozenset[str] = frozenset(
         "scored_at",
         *PREDICTION_COLUMNS.values(),
         *(f"{name}_{what}" for name in (*TASK_SPECS, OUTLIERS) for what in ("model_version", "run_id")),
+        *(f"{task}_reasons" for task in TASK_SPECS),
     }
 )
 
@@ -201,6 +203,7 @@ def score_rows(
     champions: Mapping[str, Champion],
     scored_at: pd.Timestamp,
     passthrough: Sequence[str] = (),
+    reasons: int = 0,
 ) -> pd.DataFrame:
     """Predictions for `rows` (raw dataset columns; a given `track_genre` used, other labels ignored) from
     every champion given.
@@ -209,7 +212,27 @@ def score_rows(
     run id per task, `outlier_score` and `is_outlier` when the outlier model is given, `scored_at`, then the
     `passthrough` columns as they came. The input frame is not modified.
     """
-    return score_with_outputs(rows, champions, scored_at, passthrough)[0]
+    return score_with_outputs(rows, champions, scored_at, passthrough, reasons)[0]
+
+
+def reasons_column(task: str) -> str:
+    """The output column of a task's per-prediction reasons (opt-in: `score.reasons`, the server's
+    `reasons`)."""
+    return f"{task}_reasons"
+
+
+def task_reasons(
+    inputs: InputArrays, champions: Mapping[str, Champion], k: int
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per task and row, the k raw input columns that moved the answer most, with their contribution and
+    which estimate it is (components/explain.py); tasks whose champion is no TaskModel have none."""
+    out = {}
+    for task in SCORING_ORDER:
+        champion = champions.get(task)
+        model = champion.task_model if champion is not None else None
+        if model is not None:
+            out[task] = model.reasons(inputs, k)
+    return out
 
 
 def score_with_outputs(
@@ -217,8 +240,10 @@ def score_with_outputs(
     champions: Mapping[str, Champion],
     scored_at: pd.Timestamp,
     passthrough: Sequence[str] = (),
+    reasons: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """`score_rows`' frame, and each task's `task_outputs` behind it (the genre probabilities, say)."""
+    """`score_rows`' frame, and each task's `task_outputs` behind it (the genre probabilities, say);
+    `reasons` > 0 adds each task's top reasons as a JSON column (`reasons_column`)."""
     # The model inputs as arrays, converted once for every model (labels and passthrough columns are never
     # inputs); the genre where given, else null for every row.
     present = [c for c in MODEL_INPUT_COLUMNS if c in rows.columns and c not in passthrough]
@@ -234,6 +259,9 @@ def score_with_outputs(
         out["is_outlier"] = flagged["is_outlier"].to_numpy(dtype=bool)
         out[f"{OUTLIERS}_model_version"] = outliers.version
         out[f"{OUTLIERS}_run_id"] = outliers.run_id
+    if reasons > 0:
+        for task, per_row in task_reasons(inputs, champions, reasons).items():
+            out[reasons_column(task)] = np.array([json.dumps(r) for r in per_row], dtype=object)
     out["scored_at"] = scored_at
     for column in passthrough:
         out[column] = rows[column].to_numpy()

@@ -19,7 +19,9 @@ from components.scoring import (
     KEY_COLUMNS,
     Champion,
     answer_columns,
+    reasons_column,
     score_with_outputs,
+    task_reasons,
     with_given_genre,
 )
 from components.tasks import GENRE_TASK
@@ -46,6 +48,8 @@ TrackRow = create_model(  # type: ignore[call-overload]
 class PredictRequest(BaseModel):
     rows: list[TrackRow] = Field(min_length=1)  # type: ignore[valid-type]
     top_k: int | None = Field(default=None, ge=1, le=114)
+    # Opt-in: each task's top reasons (raw column, contribution, estimate) per row; off keeps the speed.
+    reasons: int | None = Field(default=None, ge=1, le=20)
 
 
 class SimilarRequest(BaseModel):
@@ -105,12 +109,16 @@ def top_genres(probabilities: np.ndarray, classes: Sequence[str], k: int) -> lis
 
 
 def answer_rows(
-    rows: pd.DataFrame, champions: Mapping[str, Champion], top_k: int, passthrough: Sequence[str] = ()
+    rows: pd.DataFrame,
+    champions: Mapping[str, Champion],
+    top_k: int,
+    passthrough: Sequence[str] = (),
+    reasons: int = 0,
 ) -> pd.DataFrame:
     """Batch scoring's answers for `rows` (components/scoring.py `score_rows`), and each row's `genre_top`:
     the genre champion's k most likely genres, from the same probabilities its answer came from. What the
     model server and the explorer show."""
-    scored, outputs = score_with_outputs(rows, champions, pd.Timestamp.now("UTC"), passthrough)
+    scored, outputs = score_with_outputs(rows, champions, pd.Timestamp.now("UTC"), passthrough, reasons)
     genre = champions.get(GENRE_TASK)
     model = genre.task_model if genre is not None else None
     if model is not None:
@@ -123,6 +131,7 @@ def answer_records(
     champions: Mapping[str, Champion],
     top_k: int,
     passthrough: Sequence[str] = (),
+    reasons: int = 0,
 ) -> list[dict[str, Any]]:
     """`answer_rows` for rows given as dicts (a request's JSON, genres already in the dataset's spellings),
     one dict per row, without the frames: for the one row of a typical request, building them costs more
@@ -134,6 +143,9 @@ def answer_records(
     model = genre.task_model if genre is not None else None
     if model is not None:
         columns["genre_top"] = top_genres(outputs[GENRE_TASK], list(model.classes), top_k)
+    if reasons > 0:  # opt-in: explaining costs more than answering
+        for task, per_task in task_reasons(inputs, champions, reasons).items():
+            columns[reasons_column(task)] = per_task
     per_row = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
     answers = []
     for position, row in enumerate(rows):

@@ -52,16 +52,44 @@ class TaskModel(BaseEstimator):
         classes: Sequence[str] | None = None,
         family: str = "",
         fallback: Any | None = None,
+        background: pd.DataFrame | None = None,
     ):
         self.task = task
         self.estimator = estimator
         self.classes = classes
         self.family = family
         self.fallback = fallback
+        # A few seeded training rows (model inputs): what per-prediction explanations of a member without
+        # native SHAP values compare a row against (components/explain.py).
+        self.background = background
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Models pickled before the genre-free fallback existed load without one.
-        super().__setstate__({"fallback": None, **state})
+        # Models pickled before the genre-free fallback (or the background rows) existed load without one.
+        super().__setstate__({"fallback": None, "background": None, **state})
+
+    def reasons(self, X: pd.DataFrame | InputArrays, k: int, seed: int = 0) -> list[list[dict[str, Any]]]:
+        """Per row, the k raw input columns that moved its answer most (components/explain.py), from the
+        model that answers the row: the estimator, or the genre-free fallback for a row without a genre."""
+        from components.explain import explain
+
+        inputs = X if isinstance(X, InputArrays) else InputArrays.of(X, TASK_SPECS[self.task].input_columns)
+        absent = self._absent(inputs)
+        kind = TASK_SPECS[self.task].kind
+        out: list[list[dict[str, Any]]] = [[] for _ in range(len(inputs))]
+        for is_absent in (False, True):
+            positions = np.flatnonzero(absent == is_absent)
+            if not len(positions):
+                continue
+            estimator = self.fallback if is_absent else self.estimator
+            background = self.background
+            if background is not None and is_absent and GENRE in background.columns:
+                background = background.assign(**{GENRE: None})
+            rows = inputs.take(positions).frame()
+            for position, reasons in zip(
+                positions, explain(estimator, rows, kind, seed, background).reasons(k), strict=True
+            ):
+                out[position] = reasons
+        return out
 
     def _inputs(self, X: pd.DataFrame | InputArrays, cache: FeatureCache) -> InputArrays:
         return cache.inputs(X, tuple(TASK_SPECS[self.task].input_columns))

@@ -78,23 +78,11 @@ def confusion_figure(confused: pd.DataFrame) -> Figure:
     return figure
 
 
-def feature_importance(estimator: Any) -> pd.Series | None:
-    """Importance per feature of a fitted pipeline (the first member of a blend), when its model has one."""
-    members = getattr(estimator, "members", None)
-    if members:
-        estimator = members[0]
-    final = getattr(estimator, "named_steps", {}).get("model")
-    values = getattr(final, "feature_importances_", None)
-    if values is None:
-        return None
-    names = estimator.named_steps["features"].get_feature_names_out()
-    return pd.Series(np.asarray(values, dtype="float64"), index=names) if len(names) == len(values) else None
-
-
-def importance_figure(importance: pd.Series, family: str, top: int = 25) -> Figure:
-    figure, ax = plt.subplots(figsize=(7, 7))
+def importance_figure(importance: pd.Series, title: str, top: int = 20) -> Figure:
+    """Global importance per raw input group (components/explain.py), largest at the top."""
+    figure, ax = plt.subplots(figsize=(7, 6))
     importance.nlargest(top)[::-1].plot.barh(ax=ax, color="darkorange")
-    ax.set(title=f"Feature importance ({family}), top {top}")
+    ax.set(title=title, xlabel="mean |SHAP value| on the model's margin")
     return figure
 
 

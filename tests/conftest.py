@@ -101,7 +101,9 @@ def fast_params(root: Path, **overrides: object) -> None:
     `overrides` use `__` for nesting: fast_params(root, train__tasks=["popularity"])."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ablation"]["lightgbm"]["n_estimators"] = 100
-    params["train"]["baseline"]["n_estimators"] = 20
+    params["train"]["baseline"]["n_estimators"] = 10
+    # 2^16 hashed n-grams: every logged model carries the name model's weights, 2^18 of them by default.
+    params["train"]["names"]["hash_features"] = 2**16
     params["train"]["families"] = ["lightgbm", "random_forest"]
     params["train"]["profiles"]["default"] = {
         "n_trials": 2,

@@ -9,6 +9,7 @@ It reads through the components the CLI and the server use; before training, a p
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,11 @@ def prediction_page(paths: Any, params: Any) -> None:
         return
     st.caption("Describe a track; the champions answer as batch scoring and the model server do.")
     medians = tracks[[*AUDIO_FEATURES, "duration_ms"]].median()
-    row: dict[str, Any] = {"track_id": "explorer00000000000000", "artists": "", "album_name": ""}
-    row["track_name"] = ""
+    row: dict[str, Any] = {"track_id": "explorer00000000000000"}
+    names = st.columns(3)  # the names feature group reads them; empty names are imputed
+    row["track_name"] = names[0].text_input("track name", value="")
+    row["album_name"] = names[1].text_input("album name", value="")
+    row["artists"] = names[2].text_input("artists (joined by ;)", value="")
     columns = st.columns(3)
     for k, feature in enumerate((*AUDIO_FEATURES, "duration_ms")):
         integer = feature in CATEGORICAL_AUDIO or feature == "duration_ms"
@@ -102,8 +106,12 @@ def prediction_page(paths: Any, params: Any) -> None:
     genres = sorted({g for s in tracks[GENRE].astype(str) for g in s.split("|")})
     genre = st.selectbox("genre", [NOT_GIVEN, *genres])
     row[GENRE] = None if genre == NOT_GIVEN else genre
+    explain = st.checkbox("why: the top reasons behind each answer", value=False)
     frame = pd.DataFrame([row])
-    answer = answer_rows(frame, _champions(str(paths.root), versions), params.serve.top_k).iloc[0]
+    reasons = params.serve.top_k if explain else 0
+    answer = answer_rows(
+        frame, _champions(str(paths.root), versions), params.serve.top_k, reasons=reasons
+    ).iloc[0]
     metrics = st.columns(3)
     if "predicted_popularity" in answer:
         metrics[0].metric("popularity", f"{answer['predicted_popularity']:.1f}")
@@ -113,6 +121,11 @@ def prediction_page(paths: Any, params: Any) -> None:
         metrics[2].metric("genre", str(answer["predicted_genre"]))
     if "genre_top" in answer:
         st.dataframe(pd.DataFrame(answer["genre_top"]), hide_index=True)
+    if explain:
+        for task in TASKS:
+            if f"{task}_reasons" in answer:
+                st.subheader(f"Why: {task}")
+                st.dataframe(pd.DataFrame(json.loads(answer[f"{task}_reasons"])), hide_index=True)
     st.caption(
         f"genre input: {answer['genre_input']}; versions: "
         + ", ".join(f"{task} v{version}" for task, version in versions)

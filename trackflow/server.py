@@ -200,7 +200,7 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
         return await call_next(request)
 
     def answer(
-        rows: list[dict[str, Any]], top_k: int, endpoint: str
+        rows: list[dict[str, Any]], top_k: int, endpoint: str, reasons: int = 0
     ) -> tuple[list[dict[str, Any]], dict[str, str], str]:
         if len(rows) > settings.max_rows:
             raise _unprocessable("rows", f"{len(rows)} rows, over serve.max_rows={settings.max_rows}")
@@ -211,7 +211,7 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
         champions = {task: champion for task, champion in served.items() if task in TASKS}
         known = set(TrackRow.model_fields)
         passthrough = [c for c in columns if c not in known]
-        answers = json_safe(answer_records(rows, champions, top_k, passthrough))
+        answers = json_safe(answer_records(rows, champions, top_k, passthrough, reasons))
         request_id = str(uuid.uuid4())
         versions = {t: c.version for t, c in champions.items()}
         answered_at = pd.Timestamp.now("UTC").isoformat()
@@ -235,7 +235,9 @@ def create_app(paths: ProjectPaths, params: Params, poll: bool = True) -> FastAP
     @app.post("/predict")
     def predict(request: PredictRequest) -> JSONResponse:
         rows = _request_rows([row.model_dump() for row in request.rows], vocabulary)
-        answers, versions, request_id = answer(rows, request.top_k or settings.top_k, "predict")
+        answers, versions, request_id = answer(
+            rows, request.top_k or settings.top_k, "predict", request.reasons or 0
+        )
         shown = [
             {k: v for k, v in row.items() if not k.endswith(("_model_version", "_run_id"))} for row in answers
         ]

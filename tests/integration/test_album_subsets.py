@@ -61,6 +61,13 @@ def test_the_ablation_reports_the_album_subsets(trained_project: Path, tmp_path:
     paths = ProjectPaths.at(root)
     result = data_stage.ablation(paths, params_for(paths))
     first = result["rows"][0]
-    assert {"album_unseen_rmse", "album_shared_r2"} <= set(first) and first["album_shared_tracks"] > 0
+    assert {"popularity_album_unseen_rmse", "popularity_album_shared_r2", "hit_album_unseen_roc_auc"} <= set(
+        first
+    )
+    assert first["album_shared_tracks"] > 0
+    assert 0.5 < first["hit_artist_roc_auc"] <= 1.0
     table = (paths.reports / "ablation.md").read_text()
-    assert "album-unseen R²" in table and f"{first['album_shared_tracks']:,} of its tracks" in table
+    assert "popularity album-unseen RMSE / R²" in table and "hit track ROC-AUC / PR-AUC" in table
+    assert f"{first['album_shared_tracks']:,} of its tracks" in table
+    # Every group of the order has its row, names and catalog among them.
+    assert [r["groups"].split("+")[-1] for r in result["rows"]] == list(data_stage.ABLATION_ORDER)

@@ -113,6 +113,35 @@ def test_predict_answers_as_batch_scoring_does_and_logs_every_answer(server: tup
     assert mine[1]["outputs"]["genre_input"] == "predicted"
 
 
+def test_reasons_are_opt_in_and_match_batch_scorings(server: tuple, project: Path) -> None:
+    client, _ = server
+    rows = _holdout_rows(project, 3)
+    rows.loc[1, GENRE] = None
+    plain = client.post("/predict", json={"rows": _records(rows)}).json()["predictions"]
+    assert not any(key.endswith("_reasons") for key in plain[0])
+    explained = client.post("/predict", json={"rows": _records(rows), "reasons": 3}).json()["predictions"]
+    known = set(COLUMNS) | {"names (track, album, artists)"}
+    for task in ("popularity", "hit", "genre"):
+        for row in explained:
+            reasons = row[f"{task}_reasons"]
+            assert len(reasons) == 3 and {r["estimate"] for r in reasons} <= {
+                "shap",
+                "permutation",
+                "shap+permutation",
+            }
+            assert all(set(r["column"].split("+")) <= known or r["column"] in known for r in reasons)
+    # The answers themselves do not change, and batch scoring gives the same reasons when asked to.
+    assert [r["predicted_popularity"] for r in explained] == [r["predicted_popularity"] for r in plain]
+    paths = ProjectPaths.at(project)
+    params = params_for(paths)
+    params = params.model_copy(update={"score": params.score.model_copy(update={"reasons": 3})})
+    scored = scoring_stage.score_frame(paths, params, rows, "explained")
+    batch = pd.read_parquet(scored["predictions_path"])
+    for task in ("popularity", "hit"):
+        served = [[r["column"] for r in row[f"{task}_reasons"]] for row in explained]
+        assert [[r["column"] for r in json.loads(v)] for v in batch[f"{task}_reasons"]] == served
+
+
 def test_invocations_speaks_mlflows_scoring_protocol(server: tuple, project: Path) -> None:
     client, _ = server
     rows = _holdout_rows(project, 3)

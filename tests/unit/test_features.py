@@ -103,3 +103,43 @@ def test_genre_prediction_is_right_when_in_the_set() -> None:
     ranked = [["dance", "pop"], ["metal", "rock"], ["pop", "blues"]]
     assert set_accuracy_at_k(truth, ranked, k=1) == pytest.approx(1 / 3)
     assert set_accuracy_at_k(truth, ranked, k=2) == pytest.approx(2 / 3)
+
+
+def test_catalog_counts_are_those_a_scored_track_sees() -> None:
+    tracks = pd.DataFrame(
+        {
+            **{c: synthetic_tracks(6)[c] for c in MODEL_INPUT_COLUMNS if c not in ("artists", "album_name")},
+            "artists": ["A;B", "A", "C", "C;D;E", "F", None],
+            "album_name": ["Hits", "hits ", "Hits", "Solo", "Solo", None],
+            "popularity": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        }
+    )
+    featurizer = TrackFeaturizer(groups=("catalog", "artist_frequency"), seed=0)
+    train = featurizer.fit_transform(tracks, tracks["popularity"])
+    assert train["credited_artists"].tolist() == [2, 1, 1, 3, 1, 0]
+    # The album's *other* tracks in the catalog (a scored track is not in it), case-folded.
+    assert train["album_catalog_tracks"].tolist() == [2, 2, 2, 1, 1, 0]
+    assert train["artist_frequency"].tolist() == [1, 1, 1, 1, 0, 0]
+    # A new track of a known album sees all of its catalog tracks.
+    new = featurizer.transform(tracks.head(1).assign(album_name="HITS", artists="Z"))
+    assert new[["album_catalog_tracks", "artist_frequency", "credited_artists"]].iloc[0].tolist() == [3, 0, 1]
+    # Every artist masked: its rows see the catalog as a new artist's would (nothing of their own artist).
+    masked = TrackFeaturizer(groups=("catalog", "artist_frequency"), seed=0, artist_mask_share=0.999)
+    seen_as_new = masked.fit_transform(tracks, tracks["popularity"])
+    assert seen_as_new["album_catalog_tracks"].tolist() == [1, 1, 2, 1, 1, 0]
+    assert seen_as_new["artist_frequency"].tolist() == [0] * 6
+
+
+def test_masked_artists_get_the_unseen_artist_prior() -> None:
+    tracks = synthetic_tracks(2000, seed=4)
+    y = tracks["popularity"]
+    featurizer = TrackFeaturizer(groups=("artist_target",), seed=2, artist_mask_share=0.3)
+    encoded = featurizer.fit_transform(tracks, y)["artist_target"].to_numpy()
+    prior = featurizer.target_encoder_.target_mean_
+    masked = featurizer._masked_rows(tracks.reset_index(drop=True))
+    assert 0.2 < masked.mean() < 0.4
+    assert np.allclose(encoded[masked], prior)
+    assert not np.isclose(encoded[~masked], prior).all()
+    # The same share and seed mask the same artists: the encoding is reproducible.
+    again = TrackFeaturizer(groups=("artist_target",), seed=2, artist_mask_share=0.3).fit_transform(tracks, y)
+    assert np.array_equal(again["artist_target"].to_numpy(), encoded)

@@ -11,8 +11,8 @@ import pytest
 from components.features import TrackFeaturizer
 from components.names import (
     NAME_OUTPUT,
-    NameCharacters,
     SCRIPT_COLUMNS,
+    NameCharacters,
     NameModelSettings,
     fit_name_model,
     name_texts,

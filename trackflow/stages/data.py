@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from components.baseline import fit_baseline, predict_baseline
-from components.evaluation import album_shared, regression_metrics
+from components.evaluation import album_shared, binary_metrics, regression_metrics
 from components.ingest import ingest_csv
 from components.io import read_json, write_json, write_parquet, write_text
 from components.labels import merge_labels
@@ -144,6 +145,7 @@ ABLATION_ORDER = (
     "engineered",
     "genre",
     "names",
+    "catalog",
     "artist_frequency",
     "artist_target",
     "album_target",
@@ -151,7 +153,8 @@ ABLATION_ORDER = (
 
 
 def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
-    """Add feature groups one at a time and report holdout metrics under both protocols."""
+    """Add feature groups one at a time and report the fixed LightGBM's holdout metrics under both
+    protocols, for popularity (regression) and hit (popularity >= train.hit_threshold)."""
     tracks = pd.read_parquet(paths.features)
     splits = pd.read_parquet(paths.splits)
     rows = []
@@ -160,44 +163,74 @@ def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
         row: dict[str, Any] = {"groups": "+".join(groups)}
         for protocol in PROTOCOLS:
             train_rows, test_rows = split_frames(tracks, splits, protocol)
-            model = fit_baseline(
-                train_rows, params.ablation.lightgbm, params.train.seed, groups, params.train.names.settings()
-            )
-            y, predicted = test_rows[TARGET].to_numpy("float64"), predict_baseline(model, test_rows)
-            metrics = regression_metrics(y, predicted)
-            row.update({f"{protocol}_{k}": v for k, v in metrics.items() if k != "n"})
+            shared = album_shared(test_rows["album_name"], train_rows["album_name"])
+            views = {protocol: np.ones(len(test_rows), dtype=bool)}
             if protocol == "artist":
                 # The artist holdout's album subsets (components/evaluation.py album_shared).
-                shared = album_shared(test_rows["album_name"], train_rows["album_name"])
-                for subset, mask in (("album_unseen", ~shared), ("album_shared", shared)):
-                    on_subset = regression_metrics(y[mask], predicted[mask]) if mask.sum() >= 2 else {}
-                    row.update({f"{subset}_{k}": on_subset.get(k, float("nan")) for k in ("rmse", "r2")})
+                views.update(album_unseen=~shared, album_shared=shared)
                 row["album_shared_tracks"] = int(shared.sum())
+            popularity = test_rows[TARGET].to_numpy("float64")
+            for task, threshold in (("popularity", None), ("hit", params.train.hit_threshold)):
+                model = fit_baseline(
+                    train_rows,
+                    params.ablation.lightgbm,
+                    params.train.seed,
+                    groups,
+                    params.train.names.settings(),
+                    params.train.artist_mask_share,
+                    hit_threshold=threshold,
+                )
+                predicted = predict_baseline(model, test_rows)
+                for view, mask in views.items():
+                    row.update(_ablation_metrics(task, view, popularity[mask], predicted[mask], threshold))
         log.info("ablation %s: %s", row["groups"], row)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    header = (
-        "| feature groups | artist RMSE | artist MAE | artist R² | album-unseen RMSE | album-unseen R² "
-        "| album-shared RMSE | album-shared R² | track RMSE | track MAE | track R² |"
-    )
     shared_tracks = rows[0]["album_shared_tracks"] if rows else 0
     lines = [
-        "# Feature ablation: LightGBM popularity baseline",
+        "# Feature ablation: the fixed LightGBM (`ablation.lightgbm`) on popularity and hit",
         "",
         "Groups added one at a time; holdouts grouped by primary artist and by track "
-        f"(seed {params.split.seed}). The artist holdout also on its album subsets: {shared_tracks:,} of its "
-        "tracks share an album name with a training track (album-shared), the others are album-unseen.",
+        f"(seed {params.split.seed}), the genre given. The artist holdout also on its album subsets: "
+        f"{shared_tracks:,} of its tracks share an album name with a training track (album-shared), the "
+        "others are album-unseen.",
         "",
-        header,
-        "|---" * 11 + "|",
+        *_ablation_table(rows, "popularity", ("rmse", "r2"), "RMSE / R²"),
+        "",
+        *_ablation_table(rows, "hit", ("roc_auc", "pr_auc"), "ROC-AUC / PR-AUC"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['groups']} | {r['artist_rmse']:.3f} | {r['artist_mae']:.3f} | {r['artist_r2']:.3f} "
-            f"| {r['album_unseen_rmse']:.3f} | {r['album_unseen_r2']:.3f} "
-            f"| {r['album_shared_rmse']:.3f} | {r['album_shared_r2']:.3f} "
-            f"| {r['track_rmse']:.3f} | {r['track_mae']:.3f} | {r['track_r2']:.3f} |"
-        )
     write_text("\n".join(lines) + "\n", paths.reports / "ablation.md")
-    write_json(table.to_dict(orient="records"), paths.reports / "ablation.json")
+    write_json(pd.DataFrame(rows).to_dict(orient="records"), paths.reports / "ablation.json")
     return {"rows": rows}
+
+
+_ABLATION_VIEWS = ("artist", "album_unseen", "album_shared", "track")
+
+
+def _ablation_metrics(
+    task: str, view: str, popularity: np.ndarray, predicted: np.ndarray, threshold: float | None
+) -> dict[str, float]:
+    """`<task>_<view>_<metric>` of one holdout view; NaN where the view is too small or one-class."""
+    if threshold is None:
+        metrics = regression_metrics(popularity, predicted) if len(popularity) >= 2 else {}
+        keys: tuple[str, ...] = ("rmse", "mae", "r2")
+    else:
+        hits = (popularity >= threshold).astype("int64")
+        defined = len(np.unique(hits)) == 2
+        metrics = binary_metrics(hits, predicted, min_precision=0.5) if defined else {}
+        keys = ("roc_auc", "pr_auc")
+    return {f"{task}_{view}_{k}": float(metrics.get(k, float("nan"))) for k in keys}
+
+
+def _ablation_table(rows: list[dict[str, Any]], task: str, metrics: tuple[str, str], label: str) -> list[str]:
+    names = {
+        "artist": "artist",
+        "album_unseen": "album-unseen",
+        "album_shared": "album-shared",
+        "track": "track",
+    }
+    header = "| feature groups | " + " | ".join(f"{task} {names[v]} {label}" for v in _ABLATION_VIEWS) + " |"
+    lines = [header, "|---" * (len(_ABLATION_VIEWS) + 1) + "|"]
+    for r in rows:
+        cells = [" / ".join(f"{r[f'{task}_{v}_{m}']:.3f}" for m in metrics) for v in _ABLATION_VIEWS]
+        lines.append(f"| {r['groups']} | " + " | ".join(cells) + " |")
+    return lines

@@ -18,6 +18,7 @@ import numpy as np
 
 from components import task_report
 from components.evaluation import ALBUM_SUBSETS, album_shared
+from components.explain import explain
 from components.io import atomic_path, read_json, write_json, write_text
 from components.params import Params
 from components.split import split_frames
@@ -44,14 +45,33 @@ def _write_figures(figures: list[tuple[str, Any]], folder: Path) -> None:
 
 
 def _report_selected(
-    task: TaskName, data: TaskData, output: np.ndarray, model: TaskModel, classes: Any, folder: Path
+    task: TaskName,
+    data: TaskData,
+    output: np.ndarray,
+    model: TaskModel,
+    classes: Any,
+    folder: Path,
+    params: Params,
 ) -> None:
-    """The selected model's holdout figures and table, as the task's spec draws them."""
+    """The selected model's holdout figures and table, as the task's spec draws them, and its global SHAP
+    importance per raw input column on a seeded sample of the holdout."""
     spec = TASK_SPECS[task]
     figures = spec.figures(data, output, classes)
-    importance = task_report.feature_importance(model.estimator)
-    if importance is not None:
-        figures.append(("feature_importance.png", task_report.importance_figure(importance, model.family)))
+    sample = data.sample(params.evaluate.explain_rows, params.train.seed)
+    explanation = explain(model.estimator, sample.inputs, spec.kind, params.train.seed)
+    importance = explanation.importance()
+    methods = ", ".join(sorted(set(explanation.methods)))
+    title = f"{task}: {model.family} ({methods}), {len(sample.y):,} holdout rows"
+    figures.append(("importance.png", task_report.importance_figure(importance, title)))
+    write_json(
+        {
+            "rows": len(sample.y),
+            "family": model.family,
+            "methods": list(explanation.methods),
+            "importance": {k: round(float(v), 6) for k, v in importance.items()},
+        },
+        folder / "importance.json",
+    )
     _write_figures(figures, folder)
     table = spec.table(data, output, classes)
     if table is not None:
@@ -141,7 +161,7 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
                             spec, rows, answered, mask, classes, params
                         )
             if protocol == main and folder.name == selection["selected"]:
-                _report_selected(task, data, output, model, classes, paths.reports / task)
+                _report_selected(task, data, output, model, classes, paths.reports / task, params)
     # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
     write_json(rounded(metrics), paths.task_metrics(task))
     first_family = next(iter(metrics[main].values()))

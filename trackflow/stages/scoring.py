@@ -268,7 +268,9 @@ def _score_chunks(
                 if len(outcome.quarantined):
                     quarantined.append(outcome.quarantined)
                 passthrough = list(outcome.summary["columns_passed_through"])
-                predictions = score_rows(outcome.valid, champions, scored_at, passthrough)
+                predictions = score_rows(
+                    outcome.valid, champions, scored_at, passthrough, params.score.reasons
+                )
                 for source_kind, count in predictions["genre_input"].value_counts().items():
                     genre_inputs[str(source_kind)] = genre_inputs.get(str(source_kind), 0) + int(count)
                 # The gate keeps valid rows in file order: their line numbers are the ones not quarantined.

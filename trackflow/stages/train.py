@@ -230,6 +230,8 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
             train_rows[protocol] = len(data.y)
             labelled_rows[protocol] = int(np.isin(data.track_ids, labelled_tracks(tracks)).sum())
             weights = spec.sample_weights(data.y, params.train.balanced_weights)
+            # The training rows per-prediction explanations compare a row against (components/explain.py).
+            background = data.sample(params.train.explain_background_rows, params.train.seed).inputs
             fitted: dict[str, TaskModel] = {}
             for entry in ranked:
                 family = FAMILIES[entry["family"]]
@@ -262,7 +264,7 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                     genre_free = without_genre(data)
                     fallback = fit(genre_free.inputs, genre_free.y)
                     seconds[f"{entry['family']}{GENRE_FREE_SUFFIX}"] = round(time.perf_counter() - started, 2)
-                model = TaskModel(task, pipeline, classes, entry["family"], fallback)
+                model = TaskModel(task, pipeline, classes, entry["family"], fallback, background)
                 fitted[entry["family"]] = model
                 _save(model, staging / protocol / entry["family"], data)
             if "blend" in selection:
@@ -273,10 +275,12 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                     classes,
                     BLEND,
                     None if members[0].fallback is None else BlendModel([m.fallback for m in members], kind),
+                    background,
                 )
                 _save(blend, staging / protocol / BLEND, data)
             started = time.perf_counter()
             baseline = _fit_baseline(params, task, data, classes, n_classes, weights, device)
+            baseline.background = background
             fit_seconds.setdefault(protocol, {})[BASELINE] = round(time.perf_counter() - started, 2)
             _save(baseline, staging / protocol / BASELINE, data)
         selection["baseline"] = {

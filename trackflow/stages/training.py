@@ -65,6 +65,7 @@ def featurizer_factory(params: Params, task: TaskName, extra_groups: tuple[str, 
             seed=params.train.seed,
             scale=needs_scaling,
             names=params.train.names.settings(),
+            artist_mask_share=params.train.artist_mask_share,
         )
 
     return make
