@@ -2,9 +2,10 @@
 
 Native SHAP values where the library has them (LightGBM `pred_contrib`, XGBoost `pred_contribs`, CatBoost
 `ShapValues`); elsewhere (the random forest, the MLP) a sampled permutation estimate: per row, how much the
-output moves when one raw column's features take another row's values. Both are on the model's margin
-(popularity's prediction, hit's log-odds, the genre's margin of the class the model predicts), so a blend's
-values are its members' mean, as its answer is.
+output moves when one raw column's features take another row's values. Popularity's are on its prediction
+and hit's on its log-odds, for both estimates; the genre's on the predicted class's raw score (native) or
+log-probability (permutation), which differ by a per-row term. A blend's values are the mean of its members'
+estimates: an estimate of what moved the blend, not an exact decomposition of its averaged probabilities.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     NAME_OUTPUT: NAME_COLUMNS,
     **{column: NAME_COLUMNS for column in SCRIPT_COLUMNS},
 }
+# Rows of one pass of the background estimate (rows x background rows): bounds its memory.
+_MIXED_ROWS = 100_000
 # The names' three columns feed one model output: their share of it cannot be told apart.
 NAMES_GROUP = "names (track, album, artists)"
 
@@ -165,16 +168,21 @@ def _background_shift(
     features (a sampled estimate that holds for a single row, where a permutation within it cannot)."""
     base = _margin(model, matrix, names, kind, classes)
     groups = pd.Series([raw_group(name) for name in names])
-    n, b = len(matrix), len(background)
-    repeated_classes = None if classes is None else np.repeat(classes, b)
+    b = len(background)
+    step = max(1, _MIXED_ROWS // b)  # rows per pass: bounds the n x b matrix of a large batch
     out = {}
     for group, positions in groups.groupby(groups, sort=False).groups.items():
         columns = np.asarray(positions)
-        mixed = np.repeat(matrix, b, axis=0)
-        mixed[:, columns] = np.tile(background[:, columns], (n, 1))
-        shifted = _margin(model, mixed, names, kind, repeated_classes).reshape(n, b).mean(axis=1)
+        shifted = np.empty(len(matrix))
+        for start in range(0, len(matrix), step):
+            part = matrix[start : start + step]
+            mixed = np.repeat(part, b, axis=0)
+            mixed[:, columns] = np.tile(background[:, columns], (len(part), 1))
+            part_classes = None if classes is None else np.repeat(classes[start : start + step], b)
+            margins = _margin(model, mixed, names, kind, part_classes)
+            shifted[start : start + step] = margins.reshape(len(part), b).mean(axis=1)
         out[group] = base - shifted
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(matrix)))
 
 
 def _members(estimator: object) -> list[Pipeline]:
@@ -189,6 +197,8 @@ def explain(
     For a multiclass model, on the margin of the class the model predicts for the row. A member without
     native values is estimated by permuting each group within `inputs` (for many rows: global importance)
     or, given `background` rows (training rows kept in the model), against them (any number of rows)."""
+    if len(inputs) == 0:
+        raise ValueError("no rows to explain")
     arrays = InputArrays.view(inputs.reset_index(drop=True))
     classes = None
     if kind == "multiclass":

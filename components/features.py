@@ -98,6 +98,14 @@ def genre_multi_hot(track_genre: pd.Series, vocabulary: Sequence[str]) -> pd.Dat
     return pd.DataFrame(hot, index=track_genre.index, columns=[f"genre__{g}" for g in vocabulary])
 
 
+def _distinct_tracks(X: pd.DataFrame) -> pd.DataFrame:
+    """One row per track_id (rows without an id kept as they are)."""
+    if "track_id" not in X.columns:
+        return X
+    ids = X["track_id"]
+    return X[ids.isna().to_numpy() | ~ids.duplicated().to_numpy()]
+
+
 def primary_artists(artists: pd.Series) -> np.ndarray:
     """tracks.primary_artist's first credited artist per row ("" for none), worked out once per distinct
     value: a featurizer fit on 30,000 rows splits them in milliseconds, not seconds."""
@@ -175,8 +183,11 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         )
         self.loudness_scale_ = (float(numeric["loudness"].mean()), float(numeric["loudness"].std() or 1.0))
         self.tempo_scale_ = (float(numeric["tempo"].mean()), float(numeric["tempo"].std() or 1.0))
-        self.artist_counts_ = pd.Series(primary_artists(X["artists"])).value_counts()
-        albums = pd.Series(album_key(X["album_name"]))
+        # Catalog counts are of distinct tracks: the genre task trains on one row per (track, genre), and a
+        # track's other genre rows are not other tracks (counting them would hand it its label-set size).
+        tracks = _distinct_tracks(X)
+        self.artist_counts_ = pd.Series(primary_artists(tracks["artists"])).value_counts()
+        albums = pd.Series(album_key(tracks["album_name"]))
         self.album_counts_ = albums[albums != ""].value_counts()
 
     def _impute(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -264,10 +275,21 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         if "album_catalog_tracks" in base.columns:
             albums = album_key(X["album_name"])
             artists = primary_artists(X["artists"])
-            own_artist = pd.Series(1, index=pd.MultiIndex.from_arrays([albums, artists])).groupby(
-                level=[0, 1]
+            tracks = _distinct_tracks(X)
+            # Distinct tracks of each (album, artist): what a masked artist's rows do not see of their album.
+            per_artist = (
+                pd.Series(
+                    1,
+                    index=pd.MultiIndex.from_arrays(
+                        [album_key(tracks["album_name"]), primary_artists(tracks["artists"])]
+                    ),
+                )
+                .groupby(level=[0, 1])
+                .size()
             )
-            same_artist = own_artist.transform("size").to_numpy(dtype="float64")
+            same_artist = (
+                per_artist.reindex(pd.MultiIndex.from_arrays([albums, artists])).fillna(1).to_numpy()
+            )
             others = base["album_catalog_tracks"].to_numpy(dtype="float64") - np.where(
                 masked, same_artist, 1.0
             )
@@ -411,7 +433,8 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             per_credit = credited_artists(pd.Series(credits.values, dtype=object)).to_numpy()
             albums = Distinct.of(columns["album_name"])
             found = self.album_counts_.index.get_indexer(album_key(pd.Series(albums.values, dtype=object)))
-            album_tracks = np.where(found >= 0, self.album_counts_.to_numpy()[np.maximum(found, 0)], 0)
+            counts = np.append(self.album_counts_.to_numpy(dtype="float64"), 0.0)  # found == -1: none
+            album_tracks = counts[found]
             blocks.append(
                 np.column_stack([per_credit[credits.codes], album_tracks[albums.codes].astype("float64")])
             )

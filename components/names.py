@@ -54,8 +54,8 @@ class NameModelSettings:
 
 def name_texts(track_name: np.ndarray, album_name: np.ndarray, artists: np.ndarray) -> list[str]:
     """One lower-cased text per row, the three names joined; a missing name reads as empty. A row without
-    any name (an audio file scored on its own) gives an empty text, which the model answers with its
-    intercept: the training rows' mean, an imputation rather than an error."""
+    any name (an audio file scored on its own) gives an empty text, which the model answers with the
+    training rows' mean: an imputation rather than an error."""
     texts = []
     for parts in zip(track_name, album_name, artists, strict=True):
         names = [v.strip() if isinstance(v, str) else "" for v in parts]
@@ -77,7 +77,8 @@ class NameCharacters:
     def of(cls, texts: list[str]) -> NameCharacters:
         padded = [f" {t} " if t else "" for t in texts]
         lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
-        codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype="<u4")
+        # surrogatepass: a lone surrogate (valid JSON, "\ud800") is a code point like any other here.
+        codes = np.frombuffer("".join(padded).encode("utf-32-le", errors="surrogatepass"), dtype="<u4")
         row_of = np.repeat(np.arange(len(padded)), lengths)
         room = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(codes))
         return cls(codes, row_of, room, len(texts))
@@ -177,19 +178,23 @@ class NameModel:
         self.weight_ = (idf * ridge.coef_).astype("float32")
         self.idf_squared_ = (idf**2).astype("float32")
         self.intercept_ = float(ridge.intercept_)
+        # What a row without any n-gram (no name at all) gets: the training rows' mean, an imputation.
+        self.mean_ = float(np.mean(y))
         # Equal fits (a blend's members, fitted on the same rows) answer a batch once (features.py).
         self.digest_ = hashlib.sha256(
-            self.weight_.tobytes() + self.idf_squared_.tobytes() + repr(self.intercept_).encode()
+            self.weight_.tobytes()
+            + self.idf_squared_.tobytes()
+            + repr((self.intercept_, self.mean_)).encode()
         ).hexdigest()
         return self
 
     def predict(self, occurrences: NgramOccurrences) -> np.ndarray:
-        """Per row, the ridge's output; the intercept (the training rows' mean) for a row without n-grams."""
+        """Per row, the ridge's output; the training rows' mean for a row without n-grams (no name)."""
         n = occurrences.n_rows
         dots = np.bincount(occurrences.rows, weights=self.weight_[occurrences.columns], minlength=n)
         squared = np.bincount(occurrences.rows, weights=self.idf_squared_[occurrences.columns], minlength=n)
         scaled = np.divide(dots, np.sqrt(squared), out=np.zeros(n), where=squared > 0)
-        return scaled + self.intercept_
+        return np.where(squared > 0, scaled + self.intercept_, self.mean_)
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         return self.predict(hashed_ngrams(NameCharacters.of(texts), self.settings))
@@ -246,7 +251,12 @@ class _FitMemo:
             with self._lock:
                 if key in self._fits:
                     return self._fits[key]
-            fitted = _fit(texts, y, groups, settings)
+            try:
+                fitted = _fit(texts, y, groups, settings)
+            except BaseException:
+                with self._lock:
+                    self._pending.pop(key, None)
+                raise
             with self._lock:
                 self._fits[key] = fitted
                 self._pending.pop(key, None)

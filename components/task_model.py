@@ -72,7 +72,8 @@ class TaskModel(BaseEstimator):
         model that answers the row: the estimator, or the genre-free fallback for a row without a genre."""
         from components.explain import explain
 
-        inputs = X if isinstance(X, InputArrays) else InputArrays.of(X, TASK_SPECS[self.task].input_columns)
+        # The task's own input columns, as `outputs` reads them (the genre task never sees a given genre).
+        inputs = self._inputs(X, FeatureCache())
         absent = self._absent(inputs)
         kind = TASK_SPECS[self.task].kind
         out: list[list[dict[str, Any]]] = [[] for _ in range(len(inputs))]

@@ -3,6 +3,7 @@ as its members' mean."""
 
 from __future__ import annotations
 
+import catboost
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,6 +61,32 @@ def test_every_family_is_explained_per_raw_column(kind: str) -> None:
             assert NAMES_GROUP in values.columns and GENRE in values.columns, family
 
 
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost", "catboost"])
+def test_multiclass_values_are_those_of_the_predicted_class(family: str) -> None:
+    from components.explain import _native
+
+    tracks = synthetic_tracks(400, seed=8)
+    pipeline = _fit(family, "multiclass", tracks)
+    featurizer, model = pipeline.steps[0][1], pipeline.steps[-1][1]
+    matrix = featurizer.transform_matrix(model_inputs(tracks.head(30)))
+    raw = {
+        "lightgbm": lambda: model.booster_.predict(matrix, raw_score=True),
+        "xgboost": lambda: model.get_booster().inplace_predict(matrix, predict_type="margin"),
+        "catboost": lambda: catboost.CatBoost.predict(model, matrix, prediction_type="RawFormulaVal"),
+    }[family]()
+    # The rows whose predicted class is the most common one: their expected value (per class) is the same.
+    predicted = np.argmax(raw, axis=1)
+    same = predicted == np.bincount(predicted).argmax()
+    classes = predicted[same]
+    values = _native(model, matrix[same], "multiclass", classes)
+    # SHAP values and the class's expected value add up to its raw score: rows differ by their sums.
+    chosen = raw[same][np.arange(len(classes)), classes]
+    assert len(classes) >= 3
+    np.testing.assert_allclose(np.diff(values.sum(axis=1)), np.diff(chosen), atol=1e-4)
+    wrong = _native(model, matrix[same], "multiclass", (classes + 1) % raw.shape[1])
+    assert not np.allclose(np.diff(wrong.sum(axis=1)), np.diff(chosen), atol=1e-4)
+
+
 def test_native_values_add_up_to_the_prediction() -> None:
     tracks = synthetic_tracks(600, seed=3)
     model = _fit("lightgbm", "regression", tracks)
@@ -80,11 +107,13 @@ def test_a_blend_is_its_members_mean() -> None:
     members = [_fit("lightgbm", "binary", tracks), _fit("mlp", "binary", tracks)]
     rows = model_inputs(tracks.head(30))
     blend = explain(BlendModel(members, "binary"), rows, "binary", seed=0)
-    alone = [explain(m, rows, "binary", seed=0).values for m in members]
-    columns = blend.values.columns
-    expected = sum(a.reindex(columns=columns, fill_value=0.0) for a in alone) / 2
-    pd.testing.assert_frame_equal(blend.values, expected)
     assert blend.methods == (NATIVE, PERMUTATION)
+    assert blend.estimate == "shap+permutation"
+    # The LightGBM member's values are on the log-odds: they add up to its own raw score.
+    lightgbm = members[0]
+    raw = lightgbm.steps[-1][1].booster_.predict(lightgbm.steps[0][1].transform_matrix(rows), raw_score=True)
+    alone = explain(lightgbm, rows, "binary", seed=0).values
+    np.testing.assert_allclose(np.diff(alone.sum(axis=1)), np.diff(raw), atol=1e-6)
 
 
 def test_raw_groups() -> None:

@@ -130,6 +130,18 @@ def test_catalog_counts_are_those_a_scored_track_sees() -> None:
     assert seen_as_new["artist_frequency"].tolist() == [0] * 6
 
 
+def test_a_tracks_other_genre_rows_are_not_other_tracks() -> None:
+    # The genre task trains on one row per (track, genre): a track listed under three genres is still one
+    # track of its artist and album, or the counts would hand it the size of its label set.
+    tracks = synthetic_tracks(4, seed=1).assign(artists="A", album_name="Hits")
+    pairs = pd.concat([tracks.iloc[[0, 0, 0]], tracks.iloc[[1]]], ignore_index=True)
+    features = TrackFeaturizer(groups=("catalog", "artist_frequency")).fit_transform(
+        pairs, pairs["popularity"]
+    )
+    assert features["artist_frequency"].tolist() == [1, 1, 1, 1]
+    assert features["album_catalog_tracks"].tolist() == [1, 1, 1, 1]
+
+
 def test_masked_artists_get_the_unseen_artist_prior() -> None:
     tracks = synthetic_tracks(2000, seed=4)
     y = tracks["popularity"]
