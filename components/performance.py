@@ -122,11 +122,16 @@ def retrain_decision(
     """Retrain on drift (a reason given) only with labels the champions have not learned from, or when
     labels show the champions doing worse than their holdout promised. Drift without new labels would
     only refit the same data: it is recorded, not acted on."""
-    if new_label_files and degraded_reasons:
-        reason = "realised error on new labels: " + "; ".join(degraded_reasons)
-        return RetrainDecision(True, "retrain: " + reason, reason)
+    # Every reason that holds is recorded: drift with new labels, and the labels showing a worse error.
+    reasons = []
     if drift_reason and new_label_files:
-        reason = f"{drift_reason}; {new_label_files} new label file(s) since the champions were trained"
+        reasons.append(
+            f"{drift_reason}; {new_label_files} new label file(s) since the champions were trained"
+        )
+    if new_label_files and degraded_reasons:
+        reasons.append("realised error on new labels: " + "; ".join(degraded_reasons))
+    if reasons:
+        reason = "; ".join(reasons)
         return RetrainDecision(True, "retrain: " + reason, reason)
     if drift_reason:
         return RetrainDecision(False, f"{NO_NEW_LABELS}: {drift_reason}", None)

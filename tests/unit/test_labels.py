@@ -88,6 +88,8 @@ def test_drift_retrains_only_with_new_labels_and_labels_retrain_when_worse() -> 
     worse = retrain_decision(None, 1, ["popularity RMSE 30 > 20"])
     assert worse.retrain and "realised error" in (worse.reason or "")
     assert not retrain_decision(None, 0, ["popularity RMSE 30 > 20"]).retrain  # labels already learned
+    both = retrain_decision(drift, 1, ["popularity RMSE 30 > 20"]).reason or ""
+    assert "1 new label file(s)" in both and "realised error on new labels: popularity RMSE 30 > 20" in both
 
 
 def test_realised_error_against_the_holdout_promise() -> None:
