@@ -102,8 +102,11 @@ def fast_params(root: Path, **overrides: object) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ablation"]["lightgbm"]["n_estimators"] = 100
     params["train"]["baseline"]["n_estimators"] = 10
-    # 2^16 hashed n-grams: every logged model carries the name model's weights, 2^18 of them by default.
-    params["train"]["names"]["hash_features"] = 2**16
+    # 2^14 hashed n-grams and 2 folds: every logged model carries the name model's weights (2^18 of them by
+    # default), and every training test fits it.
+    params["train"]["names"].update(hash_features=2**14, folds=2)
+    params["train"]["explain_background_rows"] = 10
+    params["evaluate"]["explain_rows"] = 300
     params["train"]["families"] = ["lightgbm", "random_forest"]
     params["train"]["profiles"]["default"] = {
         "n_trials": 2,

@@ -71,3 +71,20 @@ def test_the_ablation_reports_the_album_subsets(trained_project: Path, tmp_path:
     assert f"{first['album_shared_tracks']:,} of its tracks" in table
     # Every group of the order has its row, names and catalog among them.
     assert [r["groups"].split("+")[-1] for r in result["rows"]] == list(data_stage.ABLATION_ORDER)
+
+
+def test_the_selected_models_global_importance_is_reported_per_raw_column(trained_project: Path) -> None:
+    paths = ProjectPaths.at(trained_project)
+    params = params_for(paths)
+    for task in ("popularity", "hit", "genre"):
+        report = json.loads((paths.reports / task / "importance.json").read_text())
+        assert (paths.reports / task / "importance.png").stat().st_size > 0
+        assert report["rows"] == params.evaluate.explain_rows  # the seeded sample of the holdout
+        importance = report["importance"]
+        assert all(v >= 0 for v in importance.values()) and max(importance.values()) > 0
+        assert set(report["methods"]) <= {"shap", "permutation"}
+        # Raw input columns, not features: no multi-hot genre column, no scaled or logged copy.
+        assert not any(k.startswith(("genre__", "script__")) or k.endswith("_z") for k in importance)
+        if task != "genre":
+            # The genre given drives popularity and hit in the built data (tests/builders.py).
+            assert "track_genre" in importance and "names (track, album, artists)" in importance
