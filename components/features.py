@@ -5,9 +5,8 @@
 first step of every logged model, so scoring feeds raw rows and never re-implements a feature. It selects its
 inputs by name, so the upstream index column (or any column not listed here) can never reach a model.
 
-Over 450 lines, for now: the seam is known (the catalog and artist-mask part, `credited_artists` to
-`_as_catalog_of_others`, into components/catalog.py, as the positional helpers went to feature_matrix.py), but
-the move came at the end of a session with no time left to verify it in CI: the next session's first split.
+The catalog counts and the artist mask are in components/catalog.py, the positional helpers in
+components/feature_matrix.py.
 """
 
 from __future__ import annotations
@@ -21,6 +20,14 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from components.catalog import (
+    album_key,
+    catalog_of_others,
+    credited_artists,
+    distinct_tracks,
+    masked_artist_rows,
+    primary_artists,
+)
 from components.feature_matrix import Distinct, Lookups, floats
 from components.names import (
     NAME_COLUMNS,
@@ -34,7 +41,7 @@ from components.names import (
     name_texts,
     script_shares,
 )
-from components.schema import ARTIST_SEPARATOR, AUDIO_FEATURES, GENRE, GENRE_SEPARATOR, InputArrays
+from components.schema import AUDIO_FEATURES, GENRE, GENRE_SEPARATOR, InputArrays
 from components.tracks import primary_artist
 
 FEATURE_GROUPS: tuple[str, ...] = (
@@ -102,32 +109,6 @@ def genre_multi_hot(track_genre: pd.Series, vocabulary: Sequence[str]) -> pd.Dat
     return pd.DataFrame(hot, index=track_genre.index, columns=[f"genre__{g}" for g in vocabulary])
 
 
-def _distinct_tracks(X: pd.DataFrame) -> pd.DataFrame:
-    """One row per track_id (rows without an id kept as they are)."""
-    if "track_id" not in X.columns:
-        return X
-    ids = X["track_id"]
-    return X[ids.isna().to_numpy() | ~ids.duplicated().to_numpy()]
-
-
-def primary_artists(artists: pd.Series) -> np.ndarray:
-    """tracks.primary_artist's first credited artist per row ("" for none), worked out once per distinct
-    value: a featurizer fit on 30,000 rows splits them in milliseconds, not seconds."""
-    distinct = Distinct.of(artists.to_numpy(dtype=object), primary=True)
-    return np.asarray(distinct.values, dtype=object)[distinct.codes]
-
-
-def credited_artists(artists: pd.Series) -> pd.Series:
-    """How many artists a track credits (joined by ';'); 0 without any."""
-    text = artists.astype("string").fillna("").str.strip()
-    return (text.str.count(ARTIST_SEPARATOR) + 1).where(text != "", 0).astype("float64")
-
-
-def album_key(names: pd.Series) -> np.ndarray:
-    """Album names as compared across the catalog: case-folded, trimmed; no name reads as ""."""
-    return names.fillna("").astype(str).str.strip().str.casefold().to_numpy()
-
-
 def popularity_balanced_weights(y: pd.Series | np.ndarray, bins: int = 10) -> np.ndarray:
     """Weights inversely proportional to the frequency of each popularity band, with mean 1."""
     values = np.asarray(y, dtype="float64")
@@ -189,7 +170,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         self.tempo_scale_ = (float(numeric["tempo"].mean()), float(numeric["tempo"].std() or 1.0))
         # Catalog counts are of distinct tracks: the genre task trains on one row per (track, genre), and a
         # track's other genre rows are not other tracks (counting them would hand it its label-set size).
-        tracks = _distinct_tracks(X)
+        tracks = distinct_tracks(X)
         self.artist_counts_ = pd.Series(primary_artists(tracks["artists"])).value_counts()
         albums = pd.Series(album_key(tracks["album_name"]))
         self.album_counts_ = albums[albums != ""].value_counts()
@@ -258,48 +239,6 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             )
         return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
 
-    def _masked_rows(self, X: pd.DataFrame) -> np.ndarray:
-        """The training rows whose primary artist is in the seeded `artist_mask_share` of artists."""
-        artists = pd.Series(primary_artists(X["artists"]))
-        distinct = np.sort(artists.unique())
-        chosen = np.random.default_rng(self.seed).random(len(distinct)) < self.artist_mask_share
-        return artists.isin(set(distinct[chosen])).to_numpy()
-
-    def _as_catalog_of_others(self, X: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
-        """The training rows' catalog counts as a scored track sees them: the catalog's *other* tracks (a
-        scored track is not in the training catalog), and for a masked artist's rows, nothing of its own
-        artist (a new artist has no track there)."""
-        counted = [c for c in ("artist_frequency", "album_catalog_tracks") if c in base.columns]
-        if not counted:
-            return base
-        base = base.copy()
-        masked = self._masked_rows(X)
-        if "artist_frequency" in base.columns:
-            base["artist_frequency"] = np.where(masked, 0.0, base["artist_frequency"] - 1.0)
-        if "album_catalog_tracks" in base.columns:
-            albums = album_key(X["album_name"])
-            artists = primary_artists(X["artists"])
-            tracks = _distinct_tracks(X)
-            # Distinct tracks of each (album, artist): what a masked artist's rows do not see of their album.
-            per_artist = (
-                pd.Series(
-                    1,
-                    index=pd.MultiIndex.from_arrays(
-                        [album_key(tracks["album_name"]), primary_artists(tracks["artists"])]
-                    ),
-                )
-                .groupby(level=[0, 1])
-                .size()
-            )
-            same_artist = (
-                per_artist.reindex(pd.MultiIndex.from_arrays([albums, artists])).fillna(1).to_numpy()
-            )
-            others = base["album_catalog_tracks"].to_numpy(dtype="float64") - np.where(
-                masked, same_artist, 1.0
-            )
-            base["album_catalog_tracks"] = np.where(albums == "", 0.0, others)
-        return base
-
     def _fit_scaler(self, features: pd.DataFrame) -> None:
         continuous = [
             c
@@ -335,7 +274,8 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
     ) -> pd.DataFrame:
         X = X.reset_index(drop=True)
         self._fit_state(X)
-        base = self._as_catalog_of_others(X, self._base_features(X))
+        masked = masked_artist_rows(X["artists"], self.artist_mask_share, self.seed)
+        base = catalog_of_others(X, self._base_features(X), masked)
         categories = self._category_frame(X)
         self.target_encoder_ = None
         if not categories.empty:
@@ -351,7 +291,7 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             if "artist_target" in categories.columns:
                 # Masked artists' rows get what an unseen artist gets: the training target's mean.
                 column = list(categories.columns).index("artist_target")
-                encoded[self._masked_rows(X), column] = self.target_encoder_.target_mean_
+                encoded[masked, column] = self.target_encoder_.target_mean_
             base = pd.concat([base, pd.DataFrame(encoded, columns=categories.columns, index=X.index)], axis=1)
         self.name_model_ = None
         if "names" in self.groups:

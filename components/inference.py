@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -31,7 +32,6 @@ import catboost as cb
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import torch
 import xgboost as xgb
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
@@ -39,7 +39,6 @@ from sklearn.pipeline import Pipeline
 from components.families.estimators import FixedClassesClassifier, as_proba
 from components.features import TrackFeaturizer
 from components.schema import GENRE, InputArrays, model_inputs, plain_column
-from components.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
 
 # Up to this many rows, each library call runs on one thread.
 SMALL_BATCH_ROWS = 256
@@ -68,7 +67,7 @@ class FeatureCache:
         self._inputs: dict[tuple[int, tuple[str, ...]], InputArrays] = {}
         self._subsets: dict[tuple[int, bytes], InputArrays] = {}
         self._features: dict[tuple[str, int], np.ndarray] = {}
-        self._shared: dict[int, dict[tuple[object, ...], object]] = {}
+        self._shared: dict[tuple[int, ...], dict[tuple[object, ...], object]] = {}
 
     def inputs(self, rows: pd.DataFrame | InputArrays, columns: tuple[str, ...]) -> InputArrays:
         """`rows`' model inputs `columns` (InputArrays.of), each column converted once per rows."""
@@ -104,9 +103,17 @@ class FeatureCache:
         key = (state_key(featurizer), id(inputs))
         if key not in self._features:
             self._held.append(inputs)
-            shared = self._shared.setdefault(id(inputs), {})
-            self._features[key] = featurizer.transform_matrix(inputs, shared)
+            self._features[key] = featurizer.transform_matrix(inputs, self.shared(inputs))
         return self._features[key]
+
+    def shared(self, inputs: InputArrays) -> dict[tuple[object, ...], object]:
+        """The store of what the models answering these rows share (the names' characters and n-grams),
+        one per set of name columns: the genre task's inputs and popularity's hold the same arrays."""
+        from components.names import NAME_COLUMNS
+
+        self._held.append(inputs)
+        key = tuple(id(inputs[c]) if c in inputs else id(inputs) for c in NAME_COLUMNS)
+        return self._shared.setdefault(key, {})
 
 
 def _threads(n_rows: int) -> int | None:
@@ -126,6 +133,8 @@ class _OneTorchThread:
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if self._active == 0:
+                import torch  # already loaded: only a torch model takes this path
+
                 self._saved = torch.get_num_threads()
                 torch.set_num_threads(1)
             self._active += 1
@@ -135,6 +144,8 @@ class _OneTorchThread:
             with self._lock:
                 self._active -= 1
                 if self._active == 0:
+                    import torch
+
                     torch.set_num_threads(self._saved)
 
 
@@ -202,11 +213,18 @@ def model_output(model: Any, matrix: np.ndarray, names: list[str], proba: bool) 
         return _forest_output(model, matrix, proba=False)
     if isinstance(model, FixedClassesClassifier) and isinstance(model.estimator_, RandomForestClassifier):
         return _proba_columns(model, _forest_output(model.estimator_, matrix, proba=True))
-    if isinstance(model, TorchMLPRegressor | TorchMLPClassifier) and list(model.feature_names_in_) == names:
+    if _is_torch_mlp(model) and list(model.feature_names_in_) == names:
         with _one_torch_thread() if threads == 1 else nullcontext():
             return model.predict_proba(matrix) if proba else model.predict(matrix)
     frame = pd.DataFrame(matrix, columns=names)
     return model.predict_proba(frame) if proba else model.predict(frame)
+
+
+def _is_torch_mlp(model: Any) -> bool:
+    # torch takes about 2 s to import: a process whose models hold no MLP (components/torch_mlp.py is then
+    # never loaded, unpickling one loads it) does not pay for it.
+    module = sys.modules.get("components.torch_mlp")
+    return module is not None and isinstance(model, module.TorchMLPRegressor | module.TorchMLPClassifier)
 
 
 class CachedAnswers:

@@ -49,6 +49,8 @@ class LightGBMParams(_Section):
     learning_rate: float = Field(gt=0)
     num_leaves: int = Field(ge=2)
     min_child_samples: int = Field(ge=1)
+    # The least hessian sum of a leaf; 114-class fits need more than LightGBM's 1e-3 (see params.yaml).
+    min_child_weight: float = Field(ge=0)
     subsample: float = Field(gt=0, le=1)
     subsample_freq: int = Field(ge=0)
     colsample_bytree: float = Field(gt=0, le=1)
@@ -77,11 +79,16 @@ class NamesParams(_Section):
     ngram_max: int = Field(ge=1)
     alpha: float = Field(gt=0)
     folds: int = Field(ge=2)
+    # The genre task's naive Bayes on the names (components/name_genres.py): its hashed columns and smoothing.
+    genre_hash_features: int = Field(ge=2**10, le=2**20)
+    genre_alpha: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _ngram_range(self) -> NamesParams:
-        if self.hash_features & (self.hash_features - 1):
-            raise ValueError(f"train.names: hash_features {self.hash_features} is not a power of two")
+        for key in ("hash_features", "genre_hash_features"):
+            value = getattr(self, key)
+            if value & (value - 1):
+                raise ValueError(f"train.names: {key} {value} is not a power of two")
         if self.ngram_min > self.ngram_max:
             raise ValueError(f"train.names: ngram_min {self.ngram_min} is above ngram_max {self.ngram_max}")
         return self
@@ -92,6 +99,16 @@ class NamesParams(_Section):
             ngram_min=self.ngram_min,
             ngram_max=self.ngram_max,
             alpha=self.alpha,
+            folds=self.folds,
+        )
+
+    def genre_settings(self) -> NameModelSettings:
+        """The genre classifier's: its own column count and smoothing, the same n-grams and folds."""
+        return NameModelSettings(
+            n_features=self.genre_hash_features,
+            ngram_min=self.ngram_min,
+            ngram_max=self.ngram_max,
+            alpha=self.genre_alpha,
             folds=self.folds,
         )
 
@@ -136,6 +153,8 @@ class TrainParams(_Section):
     explain_background_rows: int = Field(ge=1)
     # The share of training artists encoded as unseen (artist groups, catalog counts): both regimes.
     artist_mask_share: float = Field(ge=0, lt=1)
+    # Binary tasks' probabilities calibrated on the out-of-fold outputs of the tuning folds (none: raw).
+    calibration: Literal["none", "sigmoid", "isotonic"]
 
     @model_validator(mode="after")
     def _known_names(self) -> TrainParams:
@@ -158,6 +177,10 @@ class TrainParams(_Section):
 
 class AblationParams(_Section):
     lightgbm: LightGBMParams
+    # Added one at a time, in this order (`trackflow ablation`).
+    groups: tuple[FeatureGroup, ...] = Field(min_length=1)
+    # Also the same order without the genre group: what a genre-free fallback reads.
+    without_genre: bool
 
 
 class EvaluateParams(_Section):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from components.calibration import ProbabilityCalibrator
 from components.inference import CachedAnswers, FeatureCache
 from components.schema import GENRE, InputArrays
 from components.tasks import TASK_SPECS, TaskName
+
+if TYPE_CHECKING:
+    from components.name_genres import NamePrior
 
 
 class BlendModel(BaseEstimator):
@@ -43,6 +47,13 @@ class TaskModel(BaseEstimator):
     withheld: rows without a genre go to it. A model trained with the true genre and handed a guessed one
     does worse than one that never saw a genre (the guess is right for about a fifth of unseen artists), so
     a row without a genre is answered by the model that learned without one.
+
+    `calibrator` and `fallback_calibrator` (binary tasks; components/calibration.py) map the estimator's and
+    the fallback's probabilities to calibrated ones; they were fitted on out-of-fold outputs of the training
+    rows. Explanations stay on the uncalibrated margin (a monotone map keeps their order).
+
+    `names_prior` (the genre task; components/name_genres.py) pools the class probabilities with a naive
+    Bayes classifier of the genre from the names, with the weight fitted on out-of-fold outputs.
     """
 
     def __init__(
@@ -53,6 +64,9 @@ class TaskModel(BaseEstimator):
         family: str = "",
         fallback: Any | None = None,
         background: pd.DataFrame | None = None,
+        calibrator: ProbabilityCalibrator | None = None,
+        fallback_calibrator: ProbabilityCalibrator | None = None,
+        names_prior: NamePrior | None = None,
     ):
         self.task = task
         self.estimator = estimator
@@ -62,10 +76,20 @@ class TaskModel(BaseEstimator):
         # A few seeded training rows (model inputs): what per-prediction explanations of a member without
         # native SHAP values compare a row against (components/explain.py).
         self.background = background
+        self.calibrator = calibrator
+        self.fallback_calibrator = fallback_calibrator
+        self.names_prior = names_prior
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Models pickled before the genre-free fallback (or the background rows) existed load without one.
-        super().__setstate__({"fallback": None, "background": None, **state})
+        # Models pickled before the genre-free fallback (background rows, calibrators) existed load without.
+        defaults = {
+            "fallback": None,
+            "background": None,
+            "calibrator": None,
+            "fallback_calibrator": None,
+            "names_prior": None,
+        }
+        super().__setstate__({**defaults, **state})
 
     def reasons(self, X: pd.DataFrame | InputArrays, k: int, seed: int = 0) -> list[list[dict[str, Any]]]:
         """Per row, the k raw input columns that moved its answer most (components/explain.py), from the
@@ -104,22 +128,35 @@ class TaskModel(BaseEstimator):
             return np.zeros(len(inputs), dtype=bool)
         return pd.isna(inputs[GENRE])
 
-    def outputs(self, X: pd.DataFrame | InputArrays, cache: FeatureCache | None = None) -> np.ndarray:
+    def outputs(
+        self, X: pd.DataFrame | InputArrays, cache: FeatureCache | None = None, calibrated: bool = True
+    ) -> np.ndarray:
         """What the task's spec scores (class probabilities, or predictions) for raw rows: the estimator's,
-        or the fallback's for rows without a genre. `cache`, shared by the models answering one batch,
-        featurizes once per distinct featurizer (components/inference.py)."""
+        or the fallback's for rows without a genre, each through its calibrator and names prior unless
+        `calibrated` is off.
+        `cache`, shared by the models answering one batch, featurizes once per distinct featurizer
+        (components/inference.py)."""
         cache = cache or FeatureCache()
         output = TASK_SPECS[self.task].output
+
+        def answered(estimator: Any, calibrator: ProbabilityCalibrator | None, rows: InputArrays) -> Any:
+            out = np.asarray(output(CachedAnswers(estimator, cache), rows))
+            if not calibrated:
+                return out
+            if calibrator is not None:
+                out = calibrator.proba(out)
+            return out if self.names_prior is None else self.names_prior.pool(out, rows, cache.shared(rows))
+
         inputs = self._inputs(X, cache)
         absent = self._absent(inputs)
         if not absent.any():
-            return np.asarray(output(CachedAnswers(self.estimator, cache), inputs))
+            return answered(self.estimator, self.calibrator, inputs)
         if absent.all():
-            return np.asarray(output(CachedAnswers(self.fallback, cache), inputs))
-        given = np.asarray(output(CachedAnswers(self.estimator, cache), cache.subset(inputs, ~absent)))
+            return answered(self.fallback, self.fallback_calibrator, inputs)
+        given = answered(self.estimator, self.calibrator, cache.subset(inputs, ~absent))
         out = np.empty((len(inputs), *given.shape[1:]), dtype=given.dtype)
         out[~absent] = given
-        out[absent] = np.asarray(output(CachedAnswers(self.fallback, cache), cache.subset(inputs, absent)))
+        out[absent] = answered(self.fallback, self.fallback_calibrator, cache.subset(inputs, absent))
         return out
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -42,18 +42,23 @@ def roc_and_precision_recall(y: np.ndarray, scores: np.ndarray) -> Figure:
     return figure
 
 
-def reliability_figure(y: np.ndarray, scores: np.ndarray) -> Figure:
-    """Predicted probability against the observed rate per bin, with the rows per bin below."""
+def reliability_figure(y: np.ndarray, scores: np.ndarray, uncalibrated: np.ndarray | None = None) -> Figure:
+    """Predicted probability against the observed rate per bin, with the rows per bin below; `uncalibrated`:
+    the same model's scores before its calibrator, drawn beside them."""
     from components.evaluation import calibration_bins, expected_calibration_error
 
     predicted, observed, counts = calibration_bins(y, scores)
     figure, axes = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     axes[0].plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
-    axes[0].plot(predicted, observed, "o-", color="steelblue", label="holdout")
-    axes[0].set(
-        ylabel="observed hit rate",
-        title=f"Reliability (holdout; calibration error {expected_calibration_error(y, scores):.3f})",
-    )
+    error = expected_calibration_error(y, scores)
+    label = "holdout" if uncalibrated is None else f"calibrated (error {error:.3f})"
+    if uncalibrated is not None:
+        before, before_observed, _ = calibration_bins(y, uncalibrated)
+        before_error = expected_calibration_error(y, uncalibrated)
+        before_label = f"before (error {before_error:.3f})"
+        axes[0].plot(before, before_observed, "s--", color="darkorange", label=before_label)
+    axes[0].plot(predicted, observed, "o-", color="steelblue", label=label)
+    axes[0].set(ylabel="observed hit rate", title=f"Reliability (holdout; calibration error {error:.3f})")
     axes[0].legend(loc="upper left")
     axes[1].bar(predicted, counts, width=0.05, color="grey")
     axes[1].set(xlabel="predicted hit probability", ylabel="tracks", yscale="log")

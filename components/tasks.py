@@ -49,12 +49,19 @@ class TaskData:
     def sample(self, limit: int | None, seed: int, always: np.ndarray | None = None) -> TaskData:
         """A seeded sample of whole rows (keeps groups consistent with their rows): at most `limit` of the
         rows not flagged in `always`, and every flagged one (labelled rows, which the run must learn)."""
+        positions = self.sample_positions(limit, seed, always)
+        return self if positions is None else self.take(positions)
+
+    def sample_positions(
+        self, limit: int | None, seed: int, always: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """The sorted row positions `sample` takes; None when it takes every row."""
         always = np.zeros(len(self.y), dtype=bool) if always is None else np.asarray(always, dtype=bool)
         rest = np.flatnonzero(~always)
         if limit is None or len(rest) <= limit:
-            return self
+            return None
         picked = np.random.default_rng(seed).choice(rest, size=limit, replace=False)
-        return self.take(np.sort(np.concatenate([picked, np.flatnonzero(always)])))
+        return np.sort(np.concatenate([picked, np.flatnonzero(always)]))
 
     def take(self, rows: np.ndarray) -> TaskData:
         """The rows at these positions (or where a boolean mask holds), in that order."""
@@ -140,9 +147,14 @@ class TaskSpec(ABC):
         """The columns of the comparison table, given one family's metrics."""
 
     def figures(
-        self, data: TaskData, output: np.ndarray, classes: Sequence[str] | None
+        self,
+        data: TaskData,
+        output: np.ndarray,
+        classes: Sequence[str] | None,
+        uncalibrated: np.ndarray | None = None,
     ) -> list[tuple[str, Figure]]:
-        """Holdout figures of the selected model (file name, figure)."""
+        """Holdout figures of the selected model (file name, figure); `uncalibrated`: its outputs before
+        calibration, where it has a calibrator."""
         return []
 
     def table(
@@ -189,7 +201,11 @@ class RegressionTask(TaskSpec):
         return ["rmse", "mae", "r2", "top_decile_recall"]
 
     def figures(
-        self, data: TaskData, output: np.ndarray, classes: Sequence[str] | None
+        self,
+        data: TaskData,
+        output: np.ndarray,
+        classes: Sequence[str] | None,
+        uncalibrated: np.ndarray | None = None,
     ) -> list[tuple[str, Figure]]:
         return [("predicted_vs_actual.png", task_report.predicted_vs_actual(data.y, output, self.target))]
 
@@ -237,11 +253,20 @@ class BinaryTask(TaskSpec):
         return ["roc_auc", "pr_auc", "log_loss", "calibration_error", operating_point]
 
     def figures(
-        self, data: TaskData, output: np.ndarray, classes: Sequence[str] | None
+        self,
+        data: TaskData,
+        output: np.ndarray,
+        classes: Sequence[str] | None,
+        uncalibrated: np.ndarray | None = None,
     ) -> list[tuple[str, Figure]]:
         return [
             ("roc_pr.png", task_report.roc_and_precision_recall(data.y, output[:, 1])),
-            ("reliability.png", task_report.reliability_figure(data.y, output[:, 1])),
+            (
+                "reliability.png",
+                task_report.reliability_figure(
+                    data.y, output[:, 1], None if uncalibrated is None else uncalibrated[:, 1]
+                ),
+            ),
         ]
 
 
@@ -307,7 +332,11 @@ class GenreSetTask(TaskSpec):
         return ["top1_set_accuracy", "top3_set_accuracy", "macro_f1"]
 
     def figures(
-        self, data: TaskData, output: np.ndarray, classes: Sequence[str] | None
+        self,
+        data: TaskData,
+        output: np.ndarray,
+        classes: Sequence[str] | None,
+        uncalibrated: np.ndarray | None = None,
     ) -> list[tuple[str, Figure]]:
         confused = task_report.confused_pairs(data.label_sets or [], list(self.answer(output, classes)))
         return [("confused_genres.png", task_report.confusion_figure(confused))] if len(confused) else []

@@ -96,6 +96,15 @@ def sample_csv(real_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
     return path
 
 
+@pytest.fixture(scope="session")
+def small_sample_csv(real_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 6,000 real listing rows (5,000 tracks): for the tests that run the whole chain more than once
+    in subprocesses (dvc repro), where the rows are not what is checked."""
+    path = tmp_path_factory.mktemp("data") / "small_sample.csv"
+    sample_rows(real_frame, 5_000, seed=7).to_csv(path, index=False)
+    return path
+
+
 def fast_params(root: Path, **overrides: object) -> None:
     """Shrink the budgets so that end-to-end tests stay quick; the pipeline is otherwise the real one.
     `overrides` use `__` for nesting: fast_params(root, train__tasks=["popularity"])."""
@@ -104,7 +113,7 @@ def fast_params(root: Path, **overrides: object) -> None:
     params["train"]["baseline"]["n_estimators"] = 10
     # 2^14 hashed n-grams and 2 folds: every logged model carries the name model's weights (2^18 of them by
     # default), and every training test fits it.
-    params["train"]["names"].update(hash_features=2**14, folds=2)
+    params["train"]["names"].update(hash_features=2**14, folds=2, genre_hash_features=2**12)
     params["train"]["explain_background_rows"] = 10
     params["evaluate"]["explain_rows"] = 300
     params["train"]["families"] = ["lightgbm", "random_forest"]

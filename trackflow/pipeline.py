@@ -236,6 +236,7 @@ TRAIN = Stage(
         "train.refit_validation_share",
         "train.baseline",
         "train.explain_background_rows",
+        "train.calibration",
     ),
     per_task=True,
     about="Final fits of every tuned family on both protocols; the CV winner (or the blend) is selected.",

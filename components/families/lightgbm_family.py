@@ -26,6 +26,8 @@ class LightGBMFamily(Family):
         "learning_rate": 0.05,
         "num_leaves": 31,
         "min_child_samples": 20,
+        # LightGBM's default, not searched: a fixed-parameter fit may raise it (params.yaml train.baseline).
+        "min_child_weight": 1e-3,
         "subsample": 0.8,
         "subsample_freq": 1,
         "colsample_bytree": 0.8,

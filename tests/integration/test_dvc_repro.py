@@ -62,9 +62,9 @@ def _clone(target: Path, env: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dvc_env(sample_csv: Path) -> dict[str, str]:
+def dvc_env(small_sample_csv: Path) -> dict[str, str]:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TRACKS_CSV": str(sample_csv)}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TRACKS_CSV": str(small_sample_csv)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
@@ -74,7 +74,10 @@ DVC = [str(Path(sys.executable).parent / "dvc")]
 
 @pytest.fixture(scope="module")
 def flow_copy(
-    tmp_path_factory: pytest.TempPathFactory, dvc_env: dict[str, str], sample_csv: Path, prefect_harness: None
+    tmp_path_factory: pytest.TempPathFactory,
+    dvc_env: dict[str, str],
+    small_sample_csv: Path,
+    prefect_harness: None,
 ) -> Path:
     """A copy of the repository trained by the Prefect flows (training, then discovery)."""
     from flows.discovery import discovery
@@ -83,7 +86,7 @@ def flow_copy(
     root = _clone(tmp_path_factory.mktemp("flows") / "repo", dvc_env)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("TRACKS_CSV", str(sample_csv))
+        patch.setenv("TRACKS_CSV", str(small_sample_csv))
         trained = training(root=str(root), fetch=True)
         found = discovery(root=str(root))
     for result in (trained, found):

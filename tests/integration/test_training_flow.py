@@ -3,9 +3,11 @@ every task, two model families and a tiny tuning budget."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,7 @@ from trackflow.paths import ProjectPaths
 from trackflow.stages.common import params_for
 from trackflow.stages.evaluate import evaluate_task
 from trackflow.stages.register import register_task
-from trackflow.stages.train import cv_blend, fit_task
+from trackflow.stages.train import cv_blend, fit_task, out_of_fold
 from trackflow.stages.training import load_tables, task_n_classes, task_rows
 from trackflow.tracking import Tracker
 
@@ -77,10 +79,42 @@ def test_blend_is_scored_on_the_tuning_out_of_fold_outputs(trained_project: Path
         rows = task_rows(tracks, splits, params, task, params.split.protocol, "train").sample(
             params.train.tuning.max_tune_rows, params.train.seed
         )
-        finalists = [{**entry, "oof_file": None} for entry in tuned.values()]
-        refit, source = cv_blend(paths, params, task, rows, finalists, task_n_classes(task, tracks))
-        assert source == "refit on the tuning folds"
+        finalists = list(tuned.values())
+        n_classes = task_n_classes(task, tracks)
+        refitted = out_of_fold(params, task, rows, finalists, n_classes)  # nothing saved: every fold refitted
+        refit = cv_blend(params, task, rows, finalists, refitted, n_classes)
         assert refit == pytest.approx(selection["blend"]["cv_scores"], rel=1e-6)
+
+
+def test_hit_is_calibrated_and_genre_pools_the_names_on_out_of_fold_outputs(trained_project: Path) -> None:
+    paths = ProjectPaths.at(trained_project)
+    params = params_for(paths)
+    hit = read_json(paths.task_models("hit") / "selection.json")
+    calibration = hit["calibration"]
+    assert calibration["method"] == params.train.calibration == "sigmoid"
+    assert set(calibration["by_family"]) == {*params.train.families, "blend"}
+    fitted = calibration["by_family"].values()
+    for pair in fitted:  # the estimator's and its genre-free fallback's own
+        assert pair["given"]["rows"] == pair["genre_free"]["rows"] == params.train.tuning.max_tune_rows
+    # (A small LightGBM on 1,500 rows may never split on the genre: then both are the same.)
+    assert any(pair["given"] != pair["genre_free"] for pair in fitted)
+    metrics = json.loads(paths.task_metrics("hit").read_text())
+    before, after = metrics["unadjusted"]["given"], metrics["artist"][metrics["selected"]]
+    assert before["roc_auc"] == pytest.approx(after["roc_auc"], abs=1e-9)  # monotone: the ranking is kept
+    assert before["brier"] != after["brier"]
+    assert "before calibration" in (paths.reports / "hit" / "comparison.md").read_text()
+
+    genre = read_json(paths.task_models("genre") / "selection.json")
+    weights = genre["names_prior"]["weights"]
+    assert set(weights) == {*params.train.families, "blend"} and max(weights.values()) > 0
+    genre_metrics = json.loads(paths.task_metrics("genre").read_text())
+    without = genre_metrics["unadjusted"]["given"]["top1_set_accuracy"]
+    with_names = genre_metrics["artist"][genre_metrics["selected"]]["top1_set_accuracy"]
+    assert with_names > without  # on the real sample the names know genres the audio does not
+    model = mlflow.sklearn.load_model(str(paths.task_models("genre") / "artist" / genre_metrics["selected"]))
+    assert model.names_prior.weight == weights[genre_metrics["selected"]]
+    shape = (params.train.names.genre_hash_features, len(model.classes))
+    assert model.names_prior.classifier.log_prob_.shape == shape
 
 
 def test_tuning_trials_are_nested_runs(trained_project: Path) -> None:

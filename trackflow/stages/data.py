@@ -140,67 +140,77 @@ def split(paths: ProjectPaths, params: Params) -> dict[str, Any]:
     return {protocol: splits[f"split_{protocol}"].value_counts().to_dict() for protocol in PROTOCOLS}
 
 
-ABLATION_ORDER = (
-    "audio",
-    "engineered",
-    "genre",
-    "names",
-    "catalog",
-    "artist_frequency",
-    "artist_target",
-    "album_target",
-)
-
-
 def ablation(paths: ProjectPaths, params: Params) -> dict[str, Any]:
-    """Add feature groups one at a time and report the fixed LightGBM's holdout metrics under both
-    protocols, for popularity (regression) and hit (popularity >= train.hit_threshold)."""
+    """Add the groups of `ablation.groups` one at a time and report the fixed LightGBM's holdout metrics
+    under both protocols, for popularity (regression) and hit (popularity >= train.hit_threshold): with the
+    genre given, and with `ablation.without_genre` the same order without the genre group, the inputs of the
+    genre-free fallback that answers a row scored without one."""
     tracks = pd.read_parquet(paths.features)
     splits = pd.read_parquet(paths.splits)
+    order = params.ablation.groups
+    conditions = {"given": order}
+    if params.ablation.without_genre and "genre" in order:
+        conditions["no_genre"] = tuple(g for g in order if g != "genre")
+    fitted: dict[tuple[str, ...], dict[str, Any]] = {}  # a prefix without the genre is fitted once
     rows = []
-    for depth in range(1, len(ABLATION_ORDER) + 1):
-        groups = ABLATION_ORDER[:depth]
-        row: dict[str, Any] = {"groups": "+".join(groups)}
-        for protocol in PROTOCOLS:
-            train_rows, test_rows = split_frames(tracks, splits, protocol)
-            shared = album_shared(test_rows["album_name"], train_rows["album_name"])
-            views = {protocol: np.ones(len(test_rows), dtype=bool)}
-            if protocol == "artist":
-                # The artist holdout's album subsets (components/evaluation.py album_shared).
-                views.update(album_unseen=~shared, album_shared=shared)
-                row["album_shared_tracks"] = int(shared.sum())
-            popularity = test_rows[TARGET].to_numpy("float64")
-            for task, threshold in (("popularity", None), ("hit", params.train.hit_threshold)):
-                model = fit_baseline(
-                    train_rows,
-                    params.ablation.lightgbm,
-                    params.train.seed,
-                    groups,
-                    params.train.names.settings(),
-                    params.train.artist_mask_share,
-                    hit_threshold=threshold,
-                )
-                predicted = predict_baseline(model, test_rows)
-                for view, mask in views.items():
-                    row.update(_ablation_metrics(task, view, popularity[mask], predicted[mask], threshold))
-        log.info("ablation %s: %s", row["groups"], row)
-        rows.append(row)
+    for condition, groups_order in conditions.items():
+        for depth in range(1, len(groups_order) + 1):
+            groups = groups_order[:depth]
+            if groups not in fitted:
+                fitted[groups] = _ablation_row(tracks, splits, params, groups)
+                log.info("ablation %s: %s", "+".join(groups), fitted[groups])
+            rows.append({"condition": condition, "groups": "+".join(groups), **fitted[groups]})
     shared_tracks = rows[0]["album_shared_tracks"] if rows else 0
     lines = [
         "# Feature ablation: the fixed LightGBM (`ablation.lightgbm`) on popularity and hit",
         "",
         "Groups added one at a time; holdouts grouped by primary artist and by track "
-        f"(seed {params.split.seed}), the genre given. The artist holdout also on its album subsets: "
+        f"(seed {params.split.seed}). The artist holdout also on its album subsets: "
         f"{shared_tracks:,} of its tracks share an album name with a training track (album-shared), the "
         "others are album-unseen.",
-        "",
-        *_ablation_table(rows, "popularity", ("rmse", "r2"), "RMSE / R²"),
-        "",
-        *_ablation_table(rows, "hit", ("roc_auc", "pr_auc"), "ROC-AUC / PR-AUC"),
     ]
+    titles = {
+        "given": "The genre given",
+        "no_genre": "Without a genre: the groups a genre-free fallback reads (a row scored without one)",
+    }
+    for condition in conditions:
+        chosen = [r for r in rows if r["condition"] == condition]
+        lines += ["", f"## {titles[condition]}", ""]
+        lines += _ablation_table(chosen, "popularity", ("rmse", "r2"), "RMSE / R²")
+        lines += ["", *_ablation_table(chosen, "hit", ("roc_auc", "pr_auc"), "ROC-AUC / PR-AUC")]
     write_text("\n".join(lines) + "\n", paths.reports / "ablation.md")
     write_json(pd.DataFrame(rows).to_dict(orient="records"), paths.reports / "ablation.json")
     return {"rows": rows}
+
+
+def _ablation_row(
+    tracks: pd.DataFrame, splits: pd.DataFrame, params: Params, groups: tuple[str, ...]
+) -> dict[str, Any]:
+    """The fixed LightGBM on these groups: `<task>_<view>_<metric>` for both tasks and every holdout view."""
+    row: dict[str, Any] = {}
+    for protocol in PROTOCOLS:
+        train_rows, test_rows = split_frames(tracks, splits, protocol)
+        shared = album_shared(test_rows["album_name"], train_rows["album_name"])
+        views = {protocol: np.ones(len(test_rows), dtype=bool)}
+        if protocol == "artist":
+            # The artist holdout's album subsets (components/evaluation.py album_shared).
+            views.update(album_unseen=~shared, album_shared=shared)
+            row["album_shared_tracks"] = int(shared.sum())
+        popularity = test_rows[TARGET].to_numpy("float64")
+        for task, threshold in (("popularity", None), ("hit", params.train.hit_threshold)):
+            model = fit_baseline(
+                train_rows,
+                params.ablation.lightgbm,
+                params.train.seed,
+                groups,
+                params.train.names.settings(),
+                params.train.artist_mask_share,
+                hit_threshold=threshold,
+            )
+            predicted = predict_baseline(model, test_rows)
+            for view, mask in views.items():
+                row.update(_ablation_metrics(task, view, popularity[mask], predicted[mask], threshold))
+    return row
 
 
 _ABLATION_VIEWS = ("artist", "album_unseen", "album_shared", "track")

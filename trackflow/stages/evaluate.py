@@ -52,11 +52,12 @@ def _report_selected(
     classes: Any,
     folder: Path,
     params: Params,
+    uncalibrated: np.ndarray | None = None,
 ) -> None:
     """The selected model's holdout figures and table, as the task's spec draws them, and its global SHAP
     importance per raw input column on a seeded sample of the holdout."""
     spec = TASK_SPECS[task]
-    figures = spec.figures(data, output, classes)
+    figures = spec.figures(data, output, classes, uncalibrated)
     sample = data.sample(params.evaluate.explain_rows, params.train.seed)
     explanation = explain(model.estimator, sample.inputs, spec.kind, params.train.seed)
     importance = explanation.importance()
@@ -78,6 +79,13 @@ def _report_selected(
         name, frame = table
         write_text(frame.to_markdown(index=False), folder / name)
 
+
+# What `metrics.unadjusted` holds: the selected model's holdout metrics without its fitted adjustments.
+_ADJUSTED = {
+    "binary": "before calibration (train.calibration, on the out-of-fold outputs of the tuning folds)",
+    "multiclass": "without the names prior (the names' naive Bayes pooled in, components/name_genres.py)",
+    "regression": "",
+}
 
 # The holdout whose subsets by album the report shows: artists apart, albums not always.
 ALBUM_PROTOCOL = "artist"
@@ -161,7 +169,21 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
                             spec, rows, answered, mask, classes, params
                         )
             if protocol == main and folder.name == selection["selected"]:
-                _report_selected(task, data, output, model, classes, paths.reports / task, params)
+                raw = None
+                if model.calibrator is not None or model.names_prior is not None:
+                    # What the fitted adjustments (calibrators, the names prior) change, on the same rows.
+                    raw = model.outputs(data.inputs, calibrated=False)
+                    metrics["unadjusted"] = {
+                        "what": _ADJUSTED[spec.kind],
+                        "family": folder.name,
+                        "given": spec.metrics(data, raw, classes, params.evaluate),
+                    }
+                    if guessed is not None:
+                        metrics["unadjusted"][GENRE_PREDICTED] = spec.metrics(
+                            guessed, model.outputs(guessed.inputs, calibrated=False), classes, params.evaluate
+                        )
+                before = raw if model.calibrator is not None else None
+                _report_selected(task, data, output, model, classes, paths.reports / task, params, before)
     # Rounded: parallel ensembles sum in thread order; noise in the 15th digit would make DVC see a change.
     write_json(rounded(metrics), paths.task_metrics(task))
     first_family = next(iter(metrics[main].values()))
@@ -180,5 +202,10 @@ def evaluate_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[s
         )
     if "album_subsets" in metrics:
         comparison += "\n" + task_report.album_subsets_markdown(task, metrics, keys, gate)
+    if "unadjusted" in metrics:
+        unadjusted = metrics["unadjusted"]
+        selected = metrics[main][unadjusted["family"]]
+        cells = ", ".join(f"{k} {unadjusted['given'][k]:.4f} (with: {selected[k]:.4f})" for k in keys)
+        comparison += f"\nThe selected model on the {main} holdout {unadjusted['what']}: {cells}.\n"
     write_text(comparison, paths.reports / task / "comparison.md")
     return rounded(metrics)

@@ -15,8 +15,16 @@ import numpy as np
 import optuna
 from optuna.visualization import matplotlib as optuna_plots
 
+from components.calibration import ProbabilityCalibrator
 from components.families import FAMILIES, resolve_device
 from components.io import atomic_dir, atomic_path, read_json, write_json
+from components.name_genres import (
+    NameGenreClassifier,
+    NamePrior,
+    fit_pool_weight,
+    out_of_fold_names,
+    texts_of,
+)
 from components.params import Params
 from components.selection import BLEND, keeps_blend, rank_by_cv
 from components.task_model import BlendModel, TaskModel
@@ -66,56 +74,82 @@ def _oof_outputs(
     return output if len(output) == len(data.y) and not np.isnan(output).any() else None
 
 
+def out_of_fold(
+    params: Params,
+    task: TaskName,
+    data: TaskData,
+    entries: list[dict[str, Any]],
+    n_classes: int | None,
+    saved: list[np.ndarray | None] | None = None,
+) -> list[np.ndarray]:
+    """Each tuned family's out-of-fold outputs on the tuning folds of `data`: the saved ones as they are, the
+    others refitted on each fold with the iteration count early stopping kept on that fold in its best trial
+    (which gives the same outputs the tuning trial had)."""
+    kind = TASK_SPECS[task].kind
+    outputs = list(saved) if saved is not None else [None] * len(entries)
+    missing = [i for i, output in enumerate(outputs) if output is None]
+    if not missing:
+        return outputs  # type: ignore[return-value]
+    folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
+    device = resolve_device(params.train.device)
+    for k, (fold_train, fold_valid) in enumerate(folds):
+        fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
+        valid_inputs = data.inputs.iloc[fold_valid]
+        for i in missing:
+            family = FAMILIES[entries[i]["family"]]
+            member = fit_final(
+                family,
+                kind,
+                _fold_params(entries[i], family.iterations_param, k, len(folds)),
+                fold_inputs,
+                data.y[fold_train],
+                featurizer_factory(params, task, family.extra_feature_groups),
+                params.train.seed,
+                device,
+                n_classes=n_classes,
+            )
+            output = predict_output(kind, member, valid_inputs)
+            if outputs[i] is None:
+                outputs[i] = np.full((len(data.y), *output.shape[1:]), np.nan)
+            outputs[i][fold_valid] = output  # type: ignore[index]
+    return outputs  # type: ignore[return-value]
+
+
 def cv_blend(
-    paths: ProjectPaths,
     params: Params,
     task: TaskName,
     data: TaskData,
     finalists: list[dict[str, Any]],
+    outputs: list[np.ndarray],
     n_classes: int | None,
-) -> tuple[dict[str, float], str]:
+) -> dict[str, float]:
     """CV scores of the finalists and of their mean on the tuning folds (training rows only), by the same
-    criterion as tuning (RMSE or log-loss; lower is better), and where the members' outputs came from.
-
-    The tuning stage saved each family's out-of-fold outputs of its best trial: the blend is scored on those,
-    with no fit. When one is missing (a study resumed from an earlier process), the finalists are refitted on
-    each fold with the iteration count early stopping kept on that fold in their best trial, which gives the
-    same outputs."""
-
+    criterion as tuning (RMSE or log-loss; lower is better), from their out-of-fold `outputs` (out_of_fold):
+    the blend is scored with no fit of its own."""
     kind = TASK_SPECS[task].kind
     folds = grouped_folds(data.groups, params.train.tuning.cv_folds, params.train.seed)
     totals: dict[str, list[float]] = {}
-    saved = [_oof_outputs(paths, task, finalist, data) for finalist in finalists]
-    reuse = all(output is not None for output in saved)
-    device = None if reuse else resolve_device(params.train.device)
-    for k, (fold_train, fold_valid) in enumerate(folds):
-        if reuse:
-            outputs = [output[fold_valid] for output in saved]
-        else:
-            fold_inputs = data.inputs.iloc[fold_train].reset_index(drop=True)
-            valid_inputs = data.inputs.iloc[fold_valid]
-            outputs = []
-            for finalist in finalists:
-                family = FAMILIES[finalist["family"]]
-                member = fit_final(
-                    family,
-                    kind,
-                    _fold_params(finalist, family.iterations_param, k, len(folds)),
-                    fold_inputs,
-                    data.y[fold_train],
-                    featurizer_factory(params, task, family.extra_feature_groups),
-                    params.train.seed,
-                    device,
-                    n_classes=n_classes,
-                )
-                outputs.append(predict_output(kind, member, valid_inputs))
+    for _, fold_valid in folds:
+        members = [output[fold_valid] for output in outputs]
         valid_y = data.y[fold_valid]
-        for finalist, output in zip(finalists, outputs, strict=True):
+        for finalist, output in zip(finalists, members, strict=True):
             totals.setdefault(finalist["family"], []).append(score_output(kind, output, valid_y, n_classes))
-        blended = BlendModel.combine(outputs)
+        blended = BlendModel.combine(members)
         totals.setdefault(BLEND, []).append(score_output(kind, blended, valid_y, n_classes))
-    source = "tuning out-of-fold outputs" if reuse else "refit on the tuning folds"
-    return {name: float(np.mean(values)) for name, values in totals.items()}, source
+    return {name: float(np.mean(values)) for name, values in totals.items()}
+
+
+def _calibrators(
+    method: str, y: np.ndarray, given: dict[str, np.ndarray], genre_free: dict[str, np.ndarray]
+) -> dict[str, tuple[ProbabilityCalibrator | None, ProbabilityCalibrator | None]]:
+    """Per family (and the blend, from its members' mean): the calibrator of its estimator and of its
+    genre-free fallback, fitted on their out-of-fold probabilities of the positive class."""
+
+    def fitted(outputs: dict[str, np.ndarray], name: str) -> ProbabilityCalibrator | None:
+        output = outputs.get(name)
+        return None if output is None else ProbabilityCalibrator.fit(output[:, 1], y, method)  # type: ignore[arg-type]
+
+    return {name: (fitted(given, name), fitted(genre_free, name)) for name in given}
 
 
 def study_plots(summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -202,15 +236,81 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
         for name, plan in plans.items()
         if plan.kept_on_inner is not None
     }
-    if params.train.blend and len(ranked) >= 2:
-        tune_rows = task_rows(tracks, splits, params, task, params.split.protocol, "train").sample(
-            profile.max_tune_rows, params.train.seed
-        )
-        blend_scores, blend_source = cv_blend(paths, params, task, tune_rows, ranked[:2], n_classes)
+    all_train_rows = task_rows(tracks, splits, params, task, params.split.protocol, "train")
+    tune_positions = all_train_rows.sample_positions(profile.max_tune_rows, params.train.seed)
+    tune_rows = all_train_rows if tune_positions is None else all_train_rows.take(tune_positions)
+    blends = params.train.blend and len(ranked) >= 2
+    calibrates = kind == "binary" and params.train.calibration != "none"
+    # The genre task reads the names group as a naive Bayes opinion pooled with each model's (name_genres.py).
+    pools = kind == "multiclass" and "names" in params.train.feature_groups
+    oof: dict[str, np.ndarray] = {}
+    source = ""
+    if blends or calibrates or pools:
+        # Calibration and pooling need every family's outputs, the blend its two finalists'.
+        entries = ranked if calibrates or pools else ranked[:2]
+        saved = [_oof_outputs(paths, task, entry, tune_rows) for entry in entries]
+        outputs = out_of_fold(params, task, tune_rows, entries, n_classes, saved)
+        oof = {entry["family"]: output for entry, output in zip(entries, outputs, strict=True)}
+        reused = all(output is not None for output in saved)
+        source = "tuning out-of-fold outputs" if reused else "refit on the tuning folds"
+    if blends:
         members = [t["family"] for t in ranked[:2]]
-        selection["blend"] = {"members": members, "cv_scores": blend_scores, "scored_on": blend_source}
+        blend_scores = cv_blend(params, task, tune_rows, ranked[:2], [oof[m] for m in members], n_classes)
+        selection["blend"] = {"members": members, "cv_scores": blend_scores, "scored_on": source}
         if keeps_blend(blend_scores, members):
             selection["selected"] = BLEND
+    calibrators: dict[str, tuple[ProbabilityCalibrator | None, ProbabilityCalibrator | None]] = {}
+    if calibrates:
+        started = time.perf_counter()
+        oof_free: dict[str, np.ndarray] = {}
+        if reads_genre(spec):
+            free_outputs = out_of_fold(params, task, without_genre(tune_rows), ranked, n_classes)
+            oof_free = {entry["family"]: output for entry, output in zip(ranked, free_outputs, strict=True)}
+        if "blend" in selection:
+            members = selection["blend"]["members"]
+            for outputs in (oof, oof_free):
+                if outputs:
+                    outputs[BLEND] = BlendModel.combine([outputs[m] for m in members])
+        calibrators = _calibrators(params.train.calibration, tune_rows.y, oof, oof_free)
+        selection["calibration"] = {
+            "method": params.train.calibration,
+            "fitted_on": f"out-of-fold outputs of {len(tune_rows.y):,} tuning rows ({source})",
+            "seconds": round(time.perf_counter() - started, 2),
+            "by_family": {
+                name: {"given": c.as_dict() if c else None, "genre_free": f.as_dict() if f else None}
+                for name, (c, f) in calibrators.items()
+            },
+        }
+    pool_weights: dict[str, float] = {}
+    if pools:
+        started = time.perf_counter()
+        # The names classifier costs seconds: it learns from every training row, not the capped sample, and
+        # its out-of-fold outputs come from folds over all of them, so that the weight is fitted on a
+        # classifier about as strong as the final one (folds of the tuning rows alone would underrate it).
+        names_oof, has_text = out_of_fold_names(
+            texts_of(all_train_rows.inputs),
+            all_train_rows.y,
+            all_train_rows.groups,
+            n_classes or 0,
+            params.train.names.genre_settings(),
+            profile.cv_folds,
+            params.train.seed,
+        )
+        if tune_positions is not None:
+            names_oof, has_text = names_oof[tune_positions], has_text[tune_positions]
+        pooled = dict(oof)
+        if "blend" in selection:
+            pooled[BLEND] = BlendModel.combine([oof[m] for m in selection["blend"]["members"]])
+        pool_weights = {
+            name: fit_pool_weight(output, names_oof, has_text, tune_rows.y) for name, output in pooled.items()
+        }
+        selection["names_prior"] = {
+            "weights": pool_weights,
+            BASELINE: 1.0,
+            "fitted_on": f"out-of-fold outputs of {len(tune_rows.y):,} tuning rows ({source}); the names "
+            f"classifier's from {profile.cv_folds} folds over all {len(all_train_rows.y):,} training rows",
+            "seconds": round(time.perf_counter() - started, 2),
+        }
     fit_seconds: dict[str, dict[str, float]] = {}
     final_iterations: dict[str, dict[str, int]] = {}
     train_rows: dict[str, int] = {}
@@ -232,6 +332,16 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
             weights = spec.sample_weights(data.y, params.train.balanced_weights)
             # The training rows per-prediction explanations compare a row against (components/explain.py).
             background = data.sample(params.train.explain_background_rows, params.train.seed).inputs
+            classifier = None
+            if pools:
+                every_row = task_rows(tracks, splits, params, task, protocol, "train")
+                classifier = NameGenreClassifier(params.train.names.genre_settings())
+                classifier.fit(texts_of(every_row.inputs), every_row.y, n_classes or 0)
+
+            def names_prior(name: str, fitted: NameGenreClassifier | None = classifier) -> NamePrior | None:
+                # The untuned baseline has no out-of-fold outputs: it pools by the plain product.
+                return None if fitted is None else NamePrior(fitted, pool_weights.get(name, 1.0))
+
             fitted: dict[str, TaskModel] = {}
             for entry in ranked:
                 family = FAMILIES[entry["family"]]
@@ -264,7 +374,16 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                     genre_free = without_genre(data)
                     fallback = fit(genre_free.inputs, genre_free.y)
                     seconds[f"{entry['family']}{GENRE_FREE_SUFFIX}"] = round(time.perf_counter() - started, 2)
-                model = TaskModel(task, pipeline, classes, entry["family"], fallback, background)
+                model = TaskModel(
+                    task,
+                    pipeline,
+                    classes,
+                    entry["family"],
+                    fallback,
+                    background,
+                    *calibrators.get(entry["family"], (None, None)),
+                    names_prior=names_prior(entry["family"]),
+                )
                 fitted[entry["family"]] = model
                 _save(model, staging / protocol / entry["family"], data)
             if "blend" in selection:
@@ -276,11 +395,14 @@ def fit_task(paths: ProjectPaths, params: Params, task: TaskName) -> dict[str, A
                     BLEND,
                     None if members[0].fallback is None else BlendModel([m.fallback for m in members], kind),
                     background,
+                    *calibrators.get(BLEND, (None, None)),
+                    names_prior=names_prior(BLEND),
                 )
                 _save(blend, staging / protocol / BLEND, data)
             started = time.perf_counter()
             baseline = _fit_baseline(params, task, data, classes, n_classes, weights, device)
             baseline.background = background
+            baseline.names_prior = names_prior(BASELINE)
             fit_seconds.setdefault(protocol, {})[BASELINE] = round(time.perf_counter() - started, 2)
             _save(baseline, staging / protocol / BASELINE, data)
         selection["baseline"] = {
