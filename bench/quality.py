@@ -174,13 +174,53 @@ def render(data: Mapping[str, Any]) -> list[str]:
             rows = []
             for family, values in families.items():
                 name = f"**{family}** (selected)" if family == selected else family
+                if family == "baseline":
+                    name = "baseline (untuned LightGBM, never selected)"
                 rows.append(
                     [name, *[number(_metric_value(values, k)) for k in keys], f"{values.get('n', 0):,}"]
                 )
             label = "main" if protocol == task_metrics.get("main_protocol") else "comparison"
             lines += [f"**{task}**, holdout grouped by {protocol} ({label})", "", *table(header, rows), ""]
+        lines += subsets(task, task_metrics)
     lines += published(data)
     return lines
+
+
+# The one metric the subsets table shows per task.
+SUBSET_METRIC = {"popularity": "r2", "genre": "top1_set_accuracy", "hit": "roc_auc"}
+
+
+def subsets(task: str, task_metrics: Mapping[str, Any]) -> list[str]:
+    """The selected model and the baseline on the artist holdout's album subsets, with the genre given and
+    (popularity, hit) without one, as a scoring batch without a genre meets them."""
+    found = task_metrics.get("album_subsets")
+    key = SUBSET_METRIC.get(task)
+    if not found or key is None:
+        return []
+    protocol = found.get("protocol", "artist")
+    conditions = [c for c in ("given", "genre_predicted") if c in found]
+    header = ["model"]
+    for condition in conditions:
+        # The genre task has one condition: its label is the genre.
+        label = "" if conditions == ["given"] else ("genre given: " if condition == "given" else "no genre: ")
+        header += [f"{label}all", f"{label}album-unseen", f"{label}album-shared"]
+    rows = []
+    for family in dict.fromkeys([task_metrics["selected"], "baseline"]):
+        row = [family]
+        for condition in conditions:
+            whole = task_metrics if condition == "given" else task_metrics.get("genre_predicted", {})
+            row.append(number(whole.get(protocol, {}).get(family, {}).get(key)))
+            for subset in ("album_unseen", "album_shared"):
+                values = found[condition].get(subset, {}).get(family) or {}
+                row.append(number(values.get(key)))
+        rows.append(row)
+    return [
+        f"**{task}**, {key} on the {protocol} holdout's album subsets (the selected model and the untuned "
+        "baseline)",
+        "",
+        *table(header, rows),
+        "",
+    ]
 
 
 def _leak(flag: Any) -> str:

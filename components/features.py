@@ -374,9 +374,9 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
             blocks.append(counts[artists.codes][:, None])
         if "catalog" in self.groups:
             credits = Distinct.of(columns["artists"])
-            per_credit = credited_artists(pd.Series(credits.values, dtype=object)).to_numpy()
+            per_credit = credited_artists(np.asarray(credits.values, dtype=object)).to_numpy()
             albums = Distinct.of(columns["album_name"])
-            found = self.album_counts_.index.get_indexer(album_key(pd.Series(albums.values, dtype=object)))
+            found = self.album_counts_.index.get_indexer(album_key(np.asarray(albums.values, dtype=object)))
             counts = np.append(self.album_counts_.to_numpy(dtype="float64"), 0.0)  # found == -1: none
             album_tracks = counts[found]
             blocks.append(
@@ -412,9 +412,9 @@ class TrackFeaturizer(TransformerMixin, BaseEstimator):
         kept in `shared` for the batch's other featurizers."""
         shared = {} if shared is None else shared
         if ("name_characters",) not in shared:
-            characters = NameCharacters.of(_texts(columns))
-            shared[("name_characters",)] = characters
-            shared[("name_scripts",)] = script_shares(characters)
+            shared[("name_characters",)] = NameCharacters.of(_texts(columns))
+        if ("name_scripts",) not in shared:  # the genre's names prior may have stored the characters alone
+            shared[("name_scripts",)] = script_shares(shared[("name_characters",)])  # type: ignore[arg-type]
         settings = self.name_model_.settings
         ngrams_key = ("name_ngrams", settings.n_features, settings.ngram_min, settings.ngram_max)
         if ngrams_key not in shared:

@@ -7,6 +7,7 @@ Names (tasks, families, profiles, the models that promotion margins are for) are
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Literal
 
@@ -104,13 +105,8 @@ class NamesParams(_Section):
 
     def genre_settings(self) -> NameModelSettings:
         """The genre classifier's: its own column count and smoothing, the same n-grams and folds."""
-        return NameModelSettings(
-            n_features=self.genre_hash_features,
-            ngram_min=self.ngram_min,
-            ngram_max=self.ngram_max,
-            alpha=self.genre_alpha,
-            folds=self.folds,
-        )
+        own = {"n_features": self.genre_hash_features, "alpha": self.genre_alpha}
+        return dataclasses.replace(self.settings(), **own)
 
 
 TaskName = str  # a key of components.tasks.TASK_SPECS, checked on load

@@ -241,3 +241,33 @@ def test_serving_section_reports_percentiles_errors_and_the_speed_up() -> None:
     assert rows == ["| 4 clients | 96 | 8.0 ms | 11.0 ms | 14.0 ms | 2 |"]
     assert any(line == "| 50,000 | 90,000 | 30,000 | **3.00x** | 45,000 | 66% |" for line in lines)
     assert any("popularity v3" in line for line in lines)
+
+
+def test_the_quality_section_shows_the_baseline_beside_the_selected_model_on_the_album_subsets() -> None:
+    def cell(value: float) -> dict[str, float]:
+        return {"roc_auc": value, "n": 10}
+
+    metrics = {
+        "selected": "blend",
+        "main_protocol": "artist",
+        "artist": {"blend": cell(0.91), "baseline": cell(0.90)},
+        "genre_predicted": {"artist": {"blend": cell(0.80), "baseline": cell(0.79)}},
+        "album_subsets": {
+            "protocol": "artist",
+            "given": {
+                "album_unseen": {"blend": cell(0.92), "baseline": cell(0.915)},
+                "album_shared": {"blend": cell(0.88), "baseline": cell(0.87)},
+            },
+            "genre_predicted": {
+                "album_unseen": {"blend": cell(0.795), "baseline": cell(0.785)},
+                "album_shared": {"blend": cell(0.84), "baseline": None},
+            },
+        },
+    }
+    lines = quality.subsets("hit", metrics)
+    rows = [line for line in lines if line.startswith("| blend") or line.startswith("| baseline")]
+    assert rows == [
+        "| blend | 0.9100 | 0.9200 | 0.8800 | 0.8000 | 0.7950 | 0.8400 |",
+        "| baseline | 0.9000 | 0.9150 | 0.8700 | 0.7900 | 0.7850 | n/a |",
+    ]
+    assert quality.subsets("hit", {**metrics, "album_subsets": None}) == []

@@ -149,3 +149,27 @@ def test_the_feature_matrix_is_the_frame_built_features(groups: tuple[str, ...],
     frame = featurizer.transform_frame(rows).to_numpy(dtype="float64")
     assert np.array_equal(featurizer.transform_matrix(rows), frame, equal_nan=True)
     assert list(featurizer.transform(rows).columns) == featurizer.feature_names_out_
+
+
+def test_a_genre_names_prior_answering_first_shares_the_batch_with_the_names_group(
+    blends: dict[str, TaskModel],
+) -> None:
+    """The server answers genre first: its names prior stores the batch's characters, and the popularity
+    and hit featurizers' names group then reuse them (a server bug once: their scripts were missing)."""
+    from components.name_genres import NameGenreClassifier, NamePrior, texts_of
+
+    tracks = synthetic_tracks(700, seed=5)
+    y, classes = _labels("genre", tracks)
+    settings = repo_params().train.names.genre_settings()
+    classifier = NameGenreClassifier(settings).fit(texts_of(tracks), y, len(classes or []))
+    genre = blends["genre"]
+    prior = NamePrior(classifier, 0.5)
+    pooled = TaskModel("genre", genre.estimator, genre.classes, "blend", names_prior=prior)
+    rows = _batch(60)
+    rows = rows[rows[GENRE].notna()]  # every row given: popularity reads the very arrays genre read
+    cache = FeatureCache()
+    models = [pooled, blends["popularity"], blends["hit"]]
+    together = [model.outputs(rows, cache) for model in models]
+    for shared, alone in zip(together, [model.outputs(rows) for model in models], strict=True):
+        np.testing.assert_allclose(shared, alone, rtol=1e-6)
+    assert not np.allclose(together[0], genre.outputs(rows))  # the prior did change the answer
