@@ -1,6 +1,11 @@
 """The train stage: every tuned family refitted on both protocols' training rows with the iteration count
 early stopping found, the selection by cross-validation (or the blend of the best two), the study plots.
-The holdout plays no part here."""
+The holdout plays no part here.
+
+Over 450 lines (513): the seam is the post-fit adjustments fitted on out-of-fold outputs (`out_of_fold`,
+`cv_blend`, `_calibrators` and the names-prior weights inside `fit_task`), which belong in a module of their
+own (trackflow/stages/adjust.py); it was found at the end of a session with no time left to verify a move
+in CI, so it is the next session's first split."""
 
 from __future__ import annotations
 
